@@ -1,0 +1,35 @@
+# make up     start everything locally (embedded Postgres + Temporal dev server + worker + API)
+#             e.g. make up ARGS="--clock simulated --port 8001"
+# make test   run the test suite (ARGS are passed to pytest)
+# make lint   ruff check, ruff format --check, mypy
+#
+# The virtualenv is created in .venv on first use and the project (re)installed into it
+# whenever pyproject.toml is newer than .venv/.installed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: up test lint install
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/minju up $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .

@@ -1,0 +1,83 @@
+"""Auditors: export any case's history, replay it against this code, recount a vote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Replayer
+
+from activities.ballots import count_ballots
+from api import proposal_service as service
+from api.auth import CurrentPrincipal, Principal, require_role
+from api.context import AppContext, Ctx, Session
+from api.errors import not_found
+from api.schemas import Recount, ReplayResult
+from models.proposal import Role
+from worker import WORKFLOWS
+
+router = APIRouter(prefix="/v1/audit", tags=["auditors"])
+
+
+def _require_auditor(principal: Principal) -> None:
+    require_role(principal, Role.AUDITOR, Role.ADMIN)
+
+
+async def _history(ctx: AppContext, workflow_id: str) -> Any:
+    try:
+        return await ctx.temporal.get_workflow_handle(workflow_id).fetch_history()
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise not_found("case") from exc
+        raise
+
+
+@router.get("/cases/{workflow_id}/history")
+async def case_history(workflow_id: str, ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any]:
+    """The full event history in Temporal's own JSON format (loadable by any Temporal SDK)."""
+    _require_auditor(principal)
+    history = await _history(ctx, workflow_id)
+    result: dict[str, Any] = history.to_json_dict()
+    return result
+
+
+@router.post("/cases/{workflow_id}/replay", response_model=ReplayResult)
+async def replay_case(workflow_id: str, ctx: Ctx, principal: CurrentPrincipal) -> ReplayResult:
+    """Re-execute the recorded history with the current workflow code; report any divergence."""
+    _require_auditor(principal)
+    history = await _history(ctx, workflow_id)
+    result = await Replayer(workflows=list(WORKFLOWS)).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
+    failure = result.replay_failure
+    return ReplayResult(
+        workflow_id=workflow_id,
+        replayed=failure is None,
+        events=len(history.events),
+        divergence=None if failure is None else f"{type(failure).__name__}: {failure}",
+    )
+
+
+@router.get("/ballots/{ballot_id}/recount", response_model=Recount)
+async def recount(ballot_id: str, session: Session, principal: CurrentPrincipal) -> Recount:
+    """Count the ballot box of a proposal's vote again and compare with the recorded tally."""
+    _require_auditor(principal)
+    proposal = await service.load(session, ballot_id)
+    tally = await count_ballots(session, proposal.id)
+    recorded = proposal.vote or {}
+    matches = None
+    if recorded.get("digest") is not None:
+        matches = (
+            recorded.get("yes") == tally.yes
+            and recorded.get("no") == tally.no
+            and recorded.get("turnout") == tally.turnout
+            and recorded.get("digest") == tally.digest
+        )
+    return Recount(
+        yes=tally.yes,
+        no=tally.no,
+        turnout=tally.turnout,
+        digest=tally.digest,
+        matches_recorded_tally=matches,
+    )

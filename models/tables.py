@@ -1,0 +1,136 @@
+"""SQLModel tables: the data Postgres owns (design.md, principle 1).
+
+The schema is created only by the Alembic migrations in `migrations/`; these classes describe it
+for queries. Columns written by the workflow projection are marked as such: nothing else writes
+them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def _tz(**kwargs: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kwargs))
+
+
+class Proposal(SQLModel, table=True):
+    __tablename__ = "proposals"
+    __table_args__ = (Index("ix_proposals_status_department", "status", "department"),)
+
+    id: str = Field(primary_key=True)
+    workflow_id: str = Field(unique=True)
+    proposer_id: str = Field(index=True)
+    title: str
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    category: str | None = None
+    estimated_cost_krw: int | None = Field(default=None, sa_column=Column(BigInteger))
+    rulebook: str
+    rulebook_hash: str
+    rules: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    created_at: datetime = _tz(nullable=False)
+    support_count: int = 0
+    # Written by the workflow projection only:
+    status: str = "ripening"
+    department: str | None = None
+    executing_department: str | None = None
+    due_at: datetime | None = _tz(nullable=True)
+    overdue: bool = False
+    supports_open: bool = True
+    decision_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    screening: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    plan: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    vote: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    progress_pct: int | None = None
+    projection_seq: int = 0
+    updated_at: datetime | None = _tz(nullable=True)
+    # Written by the tally activity only: once set, no ballot is accepted.
+    tallied_at: datetime | None = _tz(nullable=True)
+
+
+class Support(SQLModel, table=True):
+    __tablename__ = "supports"
+
+    proposal_id: str = Field(primary_key=True, foreign_key="proposals.id")
+    person_id: str = Field(primary_key=True, index=True)
+    created_at: datetime = _tz(nullable=False)
+
+
+class Comment(SQLModel, table=True):
+    __tablename__ = "comments"
+
+    id: str = Field(primary_key=True)
+    proposal_id: str = Field(foreign_key="proposals.id", index=True)
+    author_id: str
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _tz(nullable=False)
+
+
+class TimelineRow(SQLModel, table=True):
+    """One transition of a case; (case_id, seq) makes the projection idempotent."""
+
+    __tablename__ = "timeline_entries"
+
+    case_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    at: datetime = _tz(nullable=False)
+    stage: str
+    event: str
+    actor_role: str
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class Notification(SQLModel, table=True):
+    """The notification outbox: delivery channels (SMS, e-mail) read from here later."""
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(index=True)
+    case_id: str = Field(index=True)
+    recipient: str = Field(index=True)
+    kind: str
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    due_at: datetime | None = _tz(nullable=True)
+    created_at: datetime = _tz(nullable=False)
+    delivered_at: datetime | None = _tz(nullable=True)
+
+    __table_args__ = (UniqueConstraint("key", "recipient", name="uq_notifications_key_recipient"),)
+
+
+class BallotParticipation(SQLModel, table=True):
+    """Who voted. Holds no choice, no receipt and no time: it cannot be joined to a choice."""
+
+    __tablename__ = "ballot_participations"
+
+    proposal_id: str = Field(primary_key=True, foreign_key="proposals.id")
+    person_id: str = Field(primary_key=True, index=True)
+
+
+class BallotChoice(SQLModel, table=True):
+    """What was voted, under a random receipt. Holds no person and no time."""
+
+    __tablename__ = "ballot_choices"
+
+    receipt: str = Field(primary_key=True)
+    proposal_id: str = Field(foreign_key="proposals.id", index=True)
+    choice: str
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first response to a creating POST, replayed for a retry with the same key."""
+
+    __tablename__ = "idempotency_keys"
+
+    principal: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    scope: str
+    request_hash: str
+    status_code: int
+    response: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    created_at: datetime = _tz(nullable=False)

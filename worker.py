@@ -1,0 +1,54 @@
+"""The Temporal worker: registers every workflow and activity of minju."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.ballots import BallotBox
+from activities.notices import Notices
+from activities.records import CaseRecords
+from minju.config import Settings
+from minju.db import create_engine, session_factory
+from workflows.proposal import ProposalWorkflow
+
+log = logging.getLogger("minju.worker")
+
+WORKFLOWS: Sequence[type] = (ProposalWorkflow,)
+
+
+def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
+    sessions = session_factory(engine)
+    records, ballots, notices = CaseRecords(sessions), BallotBox(sessions), Notices(sessions)
+    return [records.project_proposal, ballots.close_and_tally, notices.enqueue]
+
+
+def create_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities(engine),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """Run until `stop` is set, then finish in-flight tasks and return."""
+    from minju.stack import connect_temporal
+
+    client = await connect_temporal(settings)
+    engine = create_engine(settings)
+    worker = create_worker(client, settings, engine)
+    log.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+    try:
+        async with worker:
+            await stop.wait()
+        log.info("worker stopped")
+    finally:
+        await engine.dispose()

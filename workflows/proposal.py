@@ -1,0 +1,457 @@
+"""The citizen-proposal process (process.md §1) as one long-lived workflow per proposal.
+
+ripening → dept_review (assignment, 20-day answer) → committee_screening → planning →
+appropriateness_check (10 days; revise → revising → planning again) → voting (≥ 30 days) →
+executing (budget work within the rulebook's years) → completed; plus the terminal branches
+rejected, dropped, discarded, not_passed and withdrawn.
+
+Decisions arrive as Updates whose validators reject what the current stage does not allow, so a
+rejected request writes nothing. Each handler applies its transition and awaits the projection,
+so the API answers with Postgres already up to date. The run loop owns the clock: deadlines,
+overdue escalation with reminders, the vote's opening and closing.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ballots import BallotBox
+    from activities.notices import Notices
+    from activities.records import CaseRecords
+    from models.calendar import add_days, add_years
+    from models.proposal import (
+        TERMINAL,
+        WITHDRAWABLE,
+        Actor,
+        AppropriatenessVerdict,
+        Assignment,
+        ErrorType,
+        ExecutionPlan,
+        ExecutionReport,
+        Notice,
+        PlanSummary,
+        Projection,
+        ProposalStart,
+        ProposalState,
+        ReviewAnswer,
+        Role,
+        Screening,
+        ScreeningResult,
+        Status,
+        TimelineEntry,
+        VoteState,
+        Withdrawal,
+    )
+    from models.rules import ProposalRules
+
+ACTIVITY_TIMEOUT = timedelta(minutes=5)
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+SCREENING_CRITERIA = ("necessity", "changeability", "feasibility", "impact")
+OPERATIONS = "operations"
+
+
+def _reject(kind: ErrorType, message: str) -> ApplicationError:
+    return ApplicationError(message, type=kind.value, non_retryable=True)
+
+
+def _require_text(value: str, name: str) -> None:
+    if not value or not value.strip():
+        raise _reject(ErrorType.INVALID, f"{name} is mandatory")
+
+
+@workflow.defn
+class ProposalWorkflow:
+    @workflow.init
+    def __init__(self, start: ProposalStart) -> None:
+        self._start = start
+        book = start.rules.rulebook
+        if book.proposal is None or book.execution is None or book.escalation is None:
+            raise ApplicationError(f"rulebook {start.rules.name} lacks proposal rules")
+        self._rules: ProposalRules = book.proposal
+        self._budget_years = book.execution.budget_years_max
+        self._reminder = timedelta(days=book.escalation.reminder_days)
+        self._state = ProposalState(proposal_id=start.proposal_id)
+        self._timeline: list[TimelineEntry] = []
+        self._threshold_reached = False
+        #: Increases at every change of stage, so a wait can tell "left this stage" even when
+        #: the next stage has the same status (a revised plan is checked again).
+        self._stage_no = 0
+
+    # ---- queries -------------------------------------------------------------------------
+
+    @workflow.query
+    def state(self) -> ProposalState:
+        return self._state
+
+    @workflow.query
+    def timeline(self) -> list[TimelineEntry]:
+        return self._timeline
+
+    # ---- the run loop: time and system events --------------------------------------------
+
+    @workflow.run
+    async def run(self, start: ProposalStart) -> ProposalState:
+        await self._record(
+            "submitted",
+            Role.CITIZEN,
+            f"rulebook {start.rules.name} ({start.rules.content_hash})",
+        )
+        while self._state.status not in TERMINAL:
+            status = self._state.status
+            if status is Status.RIPENING:
+                await workflow.wait_condition(
+                    lambda: self._threshold_reached or self._state.status is not Status.RIPENING
+                )
+                if self._state.status is Status.RIPENING:
+                    await self._enter(
+                        Status.DEPT_REVIEW,
+                        "support_threshold_reached",
+                        Role.SYSTEM,
+                        f"{self._rules.review_support_threshold} supports reached; "
+                        "awaiting assignment to a department",
+                    )
+            elif status is Status.DEPT_REVIEW and self._state.department is None:
+                await workflow.wait_condition(
+                    lambda: (
+                        self._state.department is not None
+                        or self._state.status is not Status.DEPT_REVIEW
+                    )
+                )
+            elif status in (Status.DEPT_REVIEW, Status.APPROPRIATENESS_CHECK):
+                await self._await_answer()
+            elif status is Status.EXECUTING and self._state.due_at is not None:
+                await self._await_answer()
+            elif status is Status.VOTING:
+                await self._run_vote()
+            else:
+                await self._await_stage_change()
+        return self._state
+
+    async def _await_stage_change(self) -> None:
+        stage_no = self._stage_no
+        await workflow.wait_condition(lambda: self._stage_no != stage_no)
+
+    async def _await_answer(self) -> None:
+        """Wait for the answer the stage requires; past the deadline, escalate and remind."""
+        stage_no = self._stage_no
+        due_at = self._state.due_at
+        assert due_at is not None
+        answered: Callable[[], bool] = lambda: self._stage_no != stage_no  # noqa: E731
+        party = self._responsible_department()
+        timeout = max(due_at - workflow.now(), timedelta(0))
+        first = True
+        while True:
+            try:
+                await workflow.wait_condition(answered, timeout=timeout)
+                return
+            except TimeoutError:
+                pass
+            event = "deadline_missed" if first else "reminder_sent"
+            if first:
+                self._state.overdue = True
+            entry = await self._record(
+                event,
+                Role.SYSTEM,
+                f"{self._state.status.value} answer from {party} was due "
+                f"{due_at.isoformat()}; {party} and the operations team notified",
+            )
+            await workflow.execute_activity_method(
+                Notices.enqueue,
+                Notice(
+                    key=f"{workflow.info().workflow_id}:{entry.seq}",
+                    case_id=self._start.proposal_id,
+                    recipients=[f"department:{party}", OPERATIONS],
+                    kind=event,
+                    message=f"Proposal {self._start.proposal_id}: the {self._state.status.value} "
+                    f"answer was due {due_at.isoformat()} and has not come.",
+                    due_at=due_at,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                schedule_to_close_timeout=ACTIVITY_TIMEOUT * 6,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            first = False
+            timeout = self._reminder
+
+    async def _run_vote(self) -> None:
+        vote = self._state.vote
+        assert vote is not None
+        await workflow.sleep(max(vote.closes_at - workflow.now(), timedelta(0)))
+        tally = await workflow.execute_activity_method(
+            BallotBox.close_and_tally,
+            self._start.proposal_id,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            schedule_to_close_timeout=ACTIVITY_TIMEOUT * 6,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        vote.yes, vote.no, vote.turnout, vote.digest = (
+            tally.yes,
+            tally.no,
+            tally.turnout,
+            tally.digest,
+        )
+        vote.passed = self._rules.passes(yes=tally.yes, turnout=tally.turnout, quorum=vote.quorum)
+        summary = (
+            f"yes {tally.yes}, no {tally.no}, turnout {tally.turnout} of quorum {vote.quorum}; "
+            f"digest {tally.digest}"
+        )
+        if not vote.passed:
+            self._state.decision_reason = "the decision vote did not pass: " + summary
+            await self._enter(Status.NOT_PASSED, "vote_closed", Role.SYSTEM, summary)
+            return
+        # Non-budget work starts at once with no statutory end; budget work must report its
+        # completion within the rulebook's years, or it becomes overdue like any other answer.
+        due_at = add_years(workflow.now(), self._budget_years) if self._plan_cost() > 0 else None
+        await self._enter(Status.EXECUTING, "vote_closed", Role.SYSTEM, summary, due_at=due_at)
+
+    # ---- signals and updates: what people do ---------------------------------------------
+
+    @workflow.signal
+    def support_threshold_reached(self) -> None:
+        """Sent when the supports counted in Postgres reach the threshold; idempotent."""
+        self._threshold_reached = True
+
+    @workflow.update
+    async def assign(self, command: Assignment) -> ProposalState:
+        self._state.department = command.department
+        self._state.due_at = add_days(workflow.now(), self._rules.dept_review_days)
+        note = command.department + (f": {command.note}" if command.note else "")
+        await self._record("department_assigned", command.actor.role, note)
+        return self._state
+
+    @assign.validator
+    def _validate_assign(self, command: Assignment) -> None:
+        self._require_role(command.actor, Role.ADMIN)
+        self._require_status(Status.DEPT_REVIEW)
+        if self._state.department is not None:
+            raise _reject(
+                ErrorType.CONFLICT, f"already assigned to department {self._state.department}"
+            )
+        _require_text(command.department, "department")
+
+    @workflow.update
+    async def review(self, command: ReviewAnswer) -> ProposalState:
+        self._state.decision_reason = command.reason
+        note = command.reason + (" (answered after the deadline)" if self._state.overdue else "")
+        if command.decision == "accept":
+            await self._enter(
+                Status.COMMITTEE_SCREENING, "review_accepted", command.actor.role, note
+            )
+        else:
+            await self._enter(Status.REJECTED, "review_rejected", command.actor.role, note)
+        return self._state
+
+    @review.validator
+    def _validate_review(self, command: ReviewAnswer) -> None:
+        self._require_role(command.actor, Role.CASEWORKER)
+        self._require_status(Status.DEPT_REVIEW)
+        if self._state.department is None:
+            raise _reject(ErrorType.CONFLICT, "no department is assigned yet")
+        self._require_department(command.actor, self._state.department)
+        if command.decision not in ("accept", "reject"):
+            raise _reject(ErrorType.INVALID, "decision must be accept or reject")
+        _require_text(command.reason, "reason")
+
+    @workflow.update
+    async def screen(self, command: Screening) -> ProposalState:
+        self._state.screening = ScreeningResult(
+            decision=command.decision, scores=dict(command.scores), note=command.note
+        )
+        scores = ", ".join(f"{k} {command.scores[k]}" for k in SCREENING_CRITERIA)
+        note = f"{scores}. {command.note}".strip()
+        if command.decision == "advance":
+            await self._enter(Status.PLANNING, "screening_advanced", command.actor.role, note)
+        else:
+            self._state.decision_reason = command.note or "dropped at committee screening"
+            await self._enter(Status.DROPPED, "screening_dropped", command.actor.role, note)
+        return self._state
+
+    @screen.validator
+    def _validate_screen(self, command: Screening) -> None:
+        self._require_role(command.actor, Role.COMMITTEE)
+        self._require_status(Status.COMMITTEE_SCREENING)
+        if command.decision not in ("advance", "drop"):
+            raise _reject(ErrorType.INVALID, "decision must be advance or drop")
+        if set(command.scores) != set(SCREENING_CRITERIA):
+            raise _reject(
+                ErrorType.INVALID, "scores must rate exactly " + ", ".join(SCREENING_CRITERIA)
+            )
+        if command.decision == "drop":
+            _require_text(command.note, "note")
+
+    @workflow.update
+    async def plan(self, command: ExecutionPlan) -> ProposalState:
+        self._state.plan = PlanSummary(
+            summary=command.summary,
+            executing_department=command.executing_department,
+            cost_krw=command.cost_krw,
+            revision=self._state.plan.revision + 1 if self._state.plan else 0,
+        )
+        self._state.executing_department = command.executing_department
+        revised = self._state.status is Status.REVISING
+        await self._enter(
+            Status.APPROPRIATENESS_CHECK,
+            "plan_revised" if revised else "plan_submitted",
+            command.actor.role,
+            f"{command.executing_department} checks; cost {command.cost_krw} KRW",
+            due_at=add_days(workflow.now(), self._rules.appropriateness_days),
+        )
+        return self._state
+
+    @plan.validator
+    def _validate_plan(self, command: ExecutionPlan) -> None:
+        self._require_role(command.actor, Role.COMMITTEE)
+        self._require_status(Status.PLANNING, Status.REVISING)
+        _require_text(command.summary, "summary")
+        _require_text(command.executing_department, "executing_department")
+        if command.cost_krw < 0:
+            raise _reject(ErrorType.INVALID, "cost_krw must not be negative")
+
+    @workflow.update
+    async def check_appropriateness(self, command: AppropriatenessVerdict) -> ProposalState:
+        role = command.actor.role
+        late = " (answered after the deadline)" if self._state.overdue else ""
+        if command.verdict == "appropriate":
+            now = workflow.now()
+            self._state.vote = VoteState(
+                opens_at=now,
+                closes_at=add_days(now, self._rules.vote_days),
+                quorum=self._rules.quorum(self._plan_cost()),
+            )
+            await self._enter(
+                Status.VOTING,
+                "plan_appropriate",
+                role,
+                f"{command.reason}{late}; vote open until {self._state.vote.closes_at.isoformat()}"
+                f", quorum {self._state.vote.quorum}",
+                due_at=self._state.vote.closes_at,
+            )
+        elif command.verdict == "revise":
+            await self._enter(
+                Status.REVISING, "plan_revision_requested", role, command.reason + late
+            )
+        else:
+            self._state.decision_reason = command.reason
+            await self._enter(Status.DISCARDED, "plan_discarded", role, command.reason + late)
+        return self._state
+
+    @check_appropriateness.validator
+    def _validate_appropriateness(self, command: AppropriatenessVerdict) -> None:
+        self._require_role(command.actor, Role.CASEWORKER)
+        self._require_status(Status.APPROPRIATENESS_CHECK)
+        self._require_department(command.actor, self._state.executing_department)
+        if command.verdict not in ("appropriate", "revise", "discard"):
+            raise _reject(ErrorType.INVALID, "verdict must be appropriate, revise or discard")
+        _require_text(command.reason, "reason")
+
+    @workflow.update
+    async def report_execution(self, command: ExecutionReport) -> ProposalState:
+        self._state.progress_pct = command.progress_pct
+        note = f"{command.progress_pct}%: {command.note}"
+        if command.final:
+            late = " (after the deadline)" if self._state.overdue else ""
+            await self._enter(Status.COMPLETED, "final_report", command.actor.role, note + late)
+        else:
+            await self._record("progress_reported", command.actor.role, note)
+        return self._state
+
+    @report_execution.validator
+    def _validate_report(self, command: ExecutionReport) -> None:
+        self._require_role(command.actor, Role.CASEWORKER)
+        self._require_status(Status.EXECUTING)
+        self._require_department(command.actor, self._state.executing_department)
+        if not 0 <= command.progress_pct <= 100:
+            raise _reject(ErrorType.INVALID, "progress_pct must be between 0 and 100")
+        if command.final and command.progress_pct != 100:
+            raise _reject(ErrorType.INVALID, "a final report has progress_pct 100")
+        _require_text(command.note, "note")
+
+    @workflow.update
+    async def withdraw(self, command: Withdrawal) -> ProposalState:
+        await self._enter(Status.WITHDRAWN, "withdrawn", Role.CITIZEN, "withdrawn by the proposer")
+        return self._state
+
+    @withdraw.validator
+    def _validate_withdraw(self, command: Withdrawal) -> None:
+        if command.actor.person_id != self._start.proposer_id:
+            raise _reject(ErrorType.FORBIDDEN, "only the proposer may withdraw a proposal")
+        if self._state.status not in WITHDRAWABLE:
+            raise _reject(
+                ErrorType.CONFLICT,
+                "a proposal can be withdrawn only until the vote opens; "
+                f"it is {self._state.status.value}",
+            )
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _plan_cost(self) -> int:
+        return self._state.plan.cost_krw if self._state.plan else 0
+
+    def _responsible_department(self) -> str:
+        if self._state.status is Status.DEPT_REVIEW:
+            return self._state.department or OPERATIONS
+        return self._state.executing_department or OPERATIONS
+
+    def _require_status(self, *allowed: Status) -> None:
+        if self._state.status not in allowed:
+            wanted = " or ".join(s.value for s in allowed)
+            raise _reject(
+                ErrorType.CONFLICT,
+                f"the proposal is {self._state.status.value}, not {wanted}",
+            )
+
+    @staticmethod
+    def _require_role(actor: Actor, role: Role) -> None:
+        if actor.role is not role:
+            raise _reject(ErrorType.FORBIDDEN, f"only a {role.value} may do this")
+
+    @staticmethod
+    def _require_department(actor: Actor, department: str | None) -> None:
+        if department is None or actor.department != department:
+            raise _reject(ErrorType.FORBIDDEN, f"this case belongs to department {department}")
+
+    async def _enter(
+        self,
+        status: Status,
+        event: str,
+        role: Role,
+        note: str,
+        *,
+        due_at: datetime | None = None,
+    ) -> TimelineEntry:
+        """Move to a new stage: a fresh deadline (or none), not overdue, one timeline entry."""
+        self._state.status = status
+        self._state.due_at = due_at
+        self._state.overdue = False
+        if status not in (Status.RIPENING, Status.DEPT_REVIEW):
+            self._state.supports_open = False
+        self._stage_no += 1
+        return await self._record(event, role, note)
+
+    async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
+        entry = TimelineEntry(
+            seq=len(self._timeline) + 1,
+            at=workflow.now(),
+            stage=self._state.status,
+            event=event,
+            actor_role=role,
+            note=note,
+        )
+        self._timeline.append(entry)
+        await workflow.execute_activity_method(
+            CaseRecords.project_proposal,
+            Projection(state=copy.deepcopy(self._state), entry=entry),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            schedule_to_close_timeout=ACTIVITY_TIMEOUT * 6,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        return entry
