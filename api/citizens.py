@@ -81,7 +81,7 @@ async def get_proposal(proposal_id: str, session: Session) -> ProposalOut:
 @router.get("/proposals/{proposal_id}/timeline", response_model=Timeline)
 async def get_timeline(proposal_id: str, session: Session) -> Timeline:
     await service.load(session, proposal_id)
-    return await service.timeline(session, service.workflow_id(proposal_id))
+    return await service.timeline(session, proposal_id)
 
 
 @router.post("/proposals/{proposal_id}/supports", status_code=201, response_model=SupportOut)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import itertools
 import tempfile
 from collections.abc import AsyncIterator
@@ -117,3 +118,31 @@ async def system(
             await asyncio.gather(worker_task, return_exceptions=True)
             await engine.dispose()
             await temporal_server.stop()
+
+
+@pytest.fixture
+def api(system: Stack) -> Any:
+    from tests.helpers import Api
+
+    return Api(system.http)
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+@pytest.fixture
+def record_history(system: Stack) -> Any:
+    """Save a case's history under tests/histories/ when MINJU_RECORD_HISTORIES=1.
+
+    The saved histories are committed and replayed by test_replay.py against the current
+    code, so a change that breaks determinism for running cases fails CI.
+    """
+
+    async def record(name: str, workflow_id: str) -> None:
+        if os.environ.get("MINJU_RECORD_HISTORIES") != "1":
+            return
+        history = await system.temporal.get_workflow_handle(workflow_id).fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+    return record

@@ -134,6 +134,8 @@ class ProposalWorkflow:
                 await self._run_vote()
             else:
                 await self._await_stage_change()
+        # The handler that made the last transition may still be writing its projection.
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 
     async def _await_stage_change(self) -> None:
