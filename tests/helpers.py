@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,14 @@ class Api:
             assert loop.time() < deadline, f"condition never held; last state: {proposal}"
             await asyncio.sleep(0.05)
 
+    async def wait_event(self, proposal_id: str, event: str, *, timeout: float = 15.0) -> None:
+        """Poll the timeline until `event` is in it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while event not in [t["event"] for t in await self.timeline(proposal_id)]:
+            assert loop.time() < deadline, f"{event} never appeared"
+            await asyncio.sleep(0.05)
+
     async def wait_status(self, proposal_id: str, status: str) -> dict[str, Any]:
         return await self.wait_for(proposal_id, lambda p: p["status"] == status)
 
@@ -147,6 +155,15 @@ class Api:
     async def vote(self, proposal_id: str, choice: str, who: dict[str, str] | None = None) -> httpx.Response:
         who = who or await self.citizen()
         return await self.post(f"/v1/proposals/{proposal_id}/ballots", who, {"choice": choice})
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 15.0) -> None:
+    """Poll until `check` holds: for effects written by activities after a transition."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
 
 
 def auth(token: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from activities.ballots import cast_ballot
 from tests.conftest import Stack
-from tests.helpers import Api, expect, expect_problem
+from tests.helpers import Api, eventually, expect, expect_problem
 from models.tables import Notification
 
 
@@ -235,13 +235,17 @@ async def test_budget_execution_is_overdue_without_a_final_report_in_two_years(
     await api.advance(days=2)
     overdue = await api.wait_for(pid, lambda p: p["overdue"])
     assert overdue["status"] == "executing"
-    async with system.sessions() as session:
-        recipients = (
-            await session.execute(
-                select(Notification.recipient).where(Notification.case_id == pid)  # type: ignore[arg-type]
-            )
-        ).scalars().all()
-    assert set(recipients) == {"department:housing", "operations"}
+
+    async def both_notified() -> bool:
+        async with system.sessions() as session:
+            recipients = (
+                await session.execute(
+                    select(Notification.recipient).where(Notification.case_id == pid)  # type: ignore[arg-type]
+                )
+            ).scalars().all()
+        return set(recipients) == {"department:housing", "operations"}
+
+    await eventually(both_notified)
     worker = await api.official("caseworker", "housing")
     done = expect(
         await api.post(
