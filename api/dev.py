@@ -26,6 +26,8 @@ async def dev_token(body: TokenRequest, ctx: Ctx) -> TokenResponse:
 @router.post("/dev/clock/advance", response_model=ClockResponse)
 async def advance_clock(body: ClockAdvance, ctx: Ctx) -> ClockResponse:
     delta = timedelta(days=body.days, hours=body.hours, seconds=body.seconds)
+    if delta <= timedelta(0):
+        raise Problem(422, "give a positive days, hours or seconds", field="days")
     try:
         now = await ctx.clock.advance(delta)
     except ClockError as exc:
