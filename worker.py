@@ -29,12 +29,15 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
     return [records.project_proposal, ballots.close_and_tally, notices.enqueue]
 
 
-def create_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+def create_worker(
+    client: Client, settings: Settings, engine: AsyncEngine, **options: Any
+) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=activities(engine),
+        **options,
     )
 
 

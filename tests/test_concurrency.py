@@ -1,0 +1,77 @@
+"""Concurrent duplicate requests leave one row; the threshold is crossed exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select, text
+
+from models.tables import BallotChoice, BallotParticipation, Support
+from tests.conftest import Stack
+from tests.helpers import Api
+
+
+async def test_concurrent_duplicate_supports_leave_one_row(api: Api, system: Stack) -> None:
+    pid = (await api.propose(await api.citizen()))["id"]
+    who = await api.citizen()
+    responses = await asyncio.gather(
+        *(system.http.post(f"/v1/proposals/{pid}/supports", headers=who) for _ in range(20))
+    )
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 19
+    async with system.sessions() as session:
+        rows = (
+            await session.execute(
+                select(func.count()).select_from(Support).where(Support.proposal_id == pid)  # type: ignore[arg-type]
+            )
+        ).scalar_one()
+    assert rows == 1
+    assert (await api.get(pid))["support_count"] == 1
+
+
+async def test_concurrent_supports_cross_the_threshold_once(api: Api, system: Stack) -> None:
+    pid = (await api.propose(await api.citizen()))["id"]
+    people = [await api.citizen() for _ in range(25)]
+    responses = await asyncio.gather(
+        *(system.http.post(f"/v1/proposals/{pid}/supports", headers=who) for who in people)
+    )
+    assert all(r.status_code == 201 for r in responses)
+    proposal = await api.wait_status(pid, "dept_review")
+    assert proposal["support_count"] == 25
+    events = [t["event"] for t in await api.timeline(pid)]
+    assert events.count("support_threshold_reached") == 1
+
+
+async def test_concurrent_duplicate_ballots_leave_one_row(api: Api, system: Stack) -> None:
+    pid = (await api.to_vote())["id"]
+    voter = await api.citizen()
+    responses = await asyncio.gather(
+        *(
+            system.http.post(
+                f"/v1/proposals/{pid}/ballots",
+                json={"choice": "yes" if i % 2 else "no"},
+                headers=voter,
+            )
+            for i in range(20)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 19
+    async with system.sessions() as session:
+        participations = (
+            await session.execute(select(func.count()).select_from(BallotParticipation))
+        ).scalar_one()
+        choices = (await session.execute(select(func.count()).select_from(BallotChoice))).scalar_one()
+    assert (participations, choices) == (1, 1)
+
+
+async def test_ballots_keep_who_and_what_apart(system: Stack) -> None:
+    """No column can join a person to a choice: not a person id, a receipt or a time."""
+    query = text(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = :table"
+    )
+    async with system.sessions() as session:
+        participation = {
+            r[0] for r in await session.execute(query, {"table": "ballot_participations"})
+        }
+        choice = {r[0] for r in await session.execute(query, {"table": "ballot_choices"})}
+    assert participation == {"proposal_id", "person_id"}
+    assert choice == {"receipt", "proposal_id", "choice"}
