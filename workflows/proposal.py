@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ballots import BallotBox
     from activities.notices import Notices
     from activities.records import CaseRecords
-    from models.calendar import add_days, add_years
+    from models.calendar import add_days, add_years, in_seoul
     from models.proposal import (
         TERMINAL,
         WITHDRAWABLE,
@@ -164,7 +164,7 @@ class ProposalWorkflow:
                 event,
                 Role.SYSTEM,
                 f"{self._state.status.value} answer from {party} was due "
-                f"{due_at.isoformat()}; {party} and the operations team notified",
+                f"{in_seoul(due_at).isoformat()}; {party} and the operations team notified",
             )
             await workflow.execute_activity_method(
                 Notices.enqueue,
@@ -174,7 +174,7 @@ class ProposalWorkflow:
                     recipients=[f"department:{party}", OPERATIONS],
                     kind=event,
                     message=f"Proposal {self._start.proposal_id}: the {self._state.status.value} "
-                    f"answer was due {due_at.isoformat()} and has not come.",
+                    f"answer was due {in_seoul(due_at).isoformat()} and has not come.",
                     due_at=due_at,
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
@@ -324,18 +324,19 @@ class ProposalWorkflow:
         late = " (answered after the deadline)" if self._state.overdue else ""
         if command.verdict == "appropriate":
             now = workflow.now()
-            self._state.vote = VoteState(
+            vote = VoteState(
                 opens_at=now,
                 closes_at=add_days(now, self._rules.vote_days),
                 quorum=self._rules.quorum(self._plan_cost()),
             )
+            self._state.vote = vote
+            closes = in_seoul(vote.closes_at).isoformat()
             await self._enter(
                 Status.VOTING,
                 "plan_appropriate",
                 role,
-                f"{command.reason}{late}; vote open until {self._state.vote.closes_at.isoformat()}"
-                f", quorum {self._state.vote.quorum}",
-                due_at=self._state.vote.closes_at,
+                f"{command.reason}{late}; vote open until {closes}, quorum {vote.quorum}",
+                due_at=vote.closes_at,
             )
         elif command.verdict == "revise":
             await self._enter(
