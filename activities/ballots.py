@@ -12,9 +12,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
@@ -46,8 +47,8 @@ async def cast_ballot(
         raise ValueError("choice must be yes or no")
     row = (
         await session.execute(
-            select(Proposal.status, Proposal.tallied_at)
-            .where(Proposal.id == proposal_id)  # type: ignore[arg-type]
+            select(col(Proposal.status), col(Proposal.tallied_at))
+            .where(col(Proposal.id) == proposal_id)
             .with_for_update(read=True)
         )
     ).one_or_none()
@@ -59,7 +60,7 @@ async def cast_ballot(
         insert(BallotParticipation)
         .values(proposal_id=proposal_id, person_id=person_id)
         .on_conflict_do_nothing()
-        .returning(BallotParticipation.person_id)  # type: ignore[arg-type]
+        .returning(col(BallotParticipation.person_id))
     )
     if inserted.first() is None:
         raise BallotRefused("you have already voted on this proposal")
@@ -103,14 +104,12 @@ class BallotBox:
         closed_at: datetime = activity.info().current_attempt_scheduled_time
         async with self._sessions() as session, session.begin():
             await session.execute(
-                select(Proposal.id)
-                .where(Proposal.id == proposal_id)  # type: ignore[arg-type]
-                .with_for_update()
+                select(col(Proposal.id)).where(col(Proposal.id) == proposal_id).with_for_update()
             )
             await session.execute(
                 update(Proposal)
-                .where(Proposal.id == proposal_id)  # type: ignore[arg-type]
-                .where(Proposal.tallied_at.is_(None))  # type: ignore[union-attr]
+                .where(col(Proposal.id) == proposal_id)
+                .where(col(Proposal.tallied_at).is_(None))
                 .values(tallied_at=closed_at)
             )
             return await count_ballots(session, proposal_id)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlmodel import col, select
+from sqlmodel.sql.expression import Select
 
 from activities.ballots import BallotRefused, cast_ballot
 from api import proposal_service as service
@@ -163,28 +164,28 @@ async def vote(
 @router.get("/me/activity", response_model=MyActivity)
 async def my_activity(session: Session, principal: CurrentPrincipal) -> MyActivity:
     require_role(principal, Role.CITIZEN)
-    columns = (Proposal.id, Proposal.title, Proposal.status)
+    columns = (col(Proposal.id), col(Proposal.title), col(Proposal.status))
 
-    async def rows(query: object) -> list[MyProposal]:
-        result = await session.execute(query)  # type: ignore[call-overload]
+    async def rows(query: Select[str, str, str]) -> list[MyProposal]:
+        result = await session.execute(query)
         return [MyProposal(id=r.id, title=r.title, status=r.status) for r in result]
 
     return MyActivity(
         proposals=await rows(
             select(*columns)
-            .where(Proposal.proposer_id == principal.sub)
-            .order_by(Proposal.created_at)  # type: ignore[arg-type]
+            .where(col(Proposal.proposer_id) == principal.sub)
+            .order_by(col(Proposal.created_at))
         ),
         supported=await rows(
             select(*columns)
-            .join(Support, Support.proposal_id == Proposal.id)  # type: ignore[arg-type]
-            .where(Support.person_id == principal.sub)  # type: ignore[arg-type]
-            .order_by(Proposal.created_at)  # type: ignore[arg-type]
+            .join(Support, col(Support.proposal_id) == col(Proposal.id))
+            .where(col(Support.person_id) == principal.sub)
+            .order_by(col(Proposal.created_at))
         ),
         voted=await rows(
             select(*columns)
-            .join(BallotParticipation, BallotParticipation.proposal_id == Proposal.id)  # type: ignore[arg-type]
-            .where(BallotParticipation.person_id == principal.sub)  # type: ignore[arg-type]
-            .order_by(Proposal.created_at)  # type: ignore[arg-type]
+            .join(BallotParticipation, col(BallotParticipation.proposal_id) == col(Proposal.id))
+            .where(col(BallotParticipation.person_id) == principal.sub)
+            .order_by(col(Proposal.created_at))
         ),
     )

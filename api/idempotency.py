@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 
 from api.auth import Principal
 from api.context import AppContext
@@ -47,7 +48,7 @@ async def run_once(
     if not 0 < len(key) <= MAX_KEY_LENGTH:
         raise Problem(400, "Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
     request_hash = _request_hash(scope, body)
-    where = (IdempotencyRecord.principal == principal.sub, IdempotencyRecord.key == key)
+    where = (col(IdempotencyRecord.principal) == principal.sub, col(IdempotencyRecord.key) == key)
     async with ctx.sessions() as session, session.begin():
         claimed = await session.execute(
             insert(IdempotencyRecord)
@@ -61,7 +62,7 @@ async def run_once(
                 created_at=await ctx.clock.now(),
             )
             .on_conflict_do_nothing()
-            .returning(IdempotencyRecord.key)  # type: ignore[arg-type]
+            .returning(col(IdempotencyRecord.key))
         )
         first = claimed.first() is not None
         if not first:

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from sqlalchemy import or_, select
+from sqlalchemy import or_
+from sqlmodel import col, select
 
 from api import proposal_service as service
 from api.auth import CurrentPrincipal, Principal, require_role
@@ -215,34 +216,30 @@ def _waiting_for(row: Proposal) -> str:
 async def inbox(session: Session, principal: CurrentPrincipal) -> Page[InboxItem]:
     """Cases waiting for the caller, most urgent first."""
     require_role(principal, Role.CASEWORKER, Role.COMMITTEE, Role.ADMIN)
-    status = Proposal.status
+    status = col(Proposal.status)
     if principal.role is Role.CASEWORKER:
         condition = or_(
-            (status == Status.DEPT_REVIEW.value) & (Proposal.department == principal.dept),  # type: ignore[operator]
-            status.in_([Status.APPROPRIATENESS_CHECK.value, Status.EXECUTING.value])  # type: ignore[attr-defined]
-            & (Proposal.executing_department == principal.dept),
+            (status == Status.DEPT_REVIEW.value) & (col(Proposal.department) == principal.dept),
+            status.in_([Status.APPROPRIATENESS_CHECK.value, Status.EXECUTING.value])
+            & (col(Proposal.executing_department) == principal.dept),
         )
     elif principal.role is Role.COMMITTEE:
-        condition = status.in_(  # type: ignore[attr-defined]
+        condition = status.in_(
             [Status.COMMITTEE_SCREENING.value, Status.PLANNING.value, Status.REVISING.value]
         )
     else:  # the operations team: unassigned cases, and every overdue one
         condition = or_(
-            (status == Status.DEPT_REVIEW.value) & Proposal.department.is_(None),  # type: ignore[union-attr]
-            Proposal.overdue.is_(True),  # type: ignore[attr-defined]
+            (status == Status.DEPT_REVIEW.value) & col(Proposal.department).is_(None),
+            col(Proposal.overdue).is_(True),
         )
     rows = (
-        (
-            await session.execute(
-                select(Proposal)
-                .where(condition)
-                .order_by(Proposal.overdue.desc(), Proposal.due_at.asc().nulls_last())  # type: ignore[attr-defined, union-attr]
-                .limit(500)
-            )
+        await session.exec(
+            select(Proposal)
+            .where(condition)
+            .order_by(col(Proposal.overdue).desc(), col(Proposal.due_at).asc().nulls_last())
+            .limit(500)
         )
-        .scalars()
-        .all()
-    )
+    ).all()
     return Page[InboxItem](
         items=[
             InboxItem(

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -122,21 +123,26 @@ async def list_proposals(
 ) -> Page[ProposalOut]:
     query = select(Proposal)
     if status is not None:
-        query = query.where(Proposal.status == status)  # type: ignore[arg-type]
+        query = query.where(col(Proposal.status) == status)
     if department is not None:
         query = query.where(
-            or_(Proposal.department == department, Proposal.executing_department == department)  # type: ignore[arg-type]
+            or_(
+                col(Proposal.department) == department,
+                col(Proposal.executing_department) == department,
+            )
         )
     if cursor is not None:
         created_at, proposal_id = _decode_cursor(cursor)
         query = query.where(
             or_(
-                Proposal.created_at < created_at,  # type: ignore[arg-type, operator]
-                and_(Proposal.created_at == created_at, Proposal.id < proposal_id),  # type: ignore[arg-type]
+                col(Proposal.created_at) < created_at,
+                and_(col(Proposal.created_at) == created_at, col(Proposal.id) < proposal_id),
             )
         )
-    query = query.order_by(Proposal.created_at.desc(), Proposal.id.desc()).limit(limit + 1)  # type: ignore[attr-defined, union-attr]
-    rows: Sequence[Proposal] = (await session.execute(query)).scalars().all()
+    query = query.order_by(col(Proposal.created_at).desc(), col(Proposal.id).desc()).limit(
+        limit + 1
+    )
+    rows: Sequence[Proposal] = (await session.exec(query)).all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -146,16 +152,12 @@ async def list_proposals(
 
 async def timeline(session: AsyncSession, case_id: str) -> Timeline:
     rows = (
-        (
-            await session.execute(
-                select(TimelineRow)
-                .where(TimelineRow.case_id == case_id)  # type: ignore[arg-type]
-                .order_by(TimelineRow.seq)  # type: ignore[arg-type]
-            )
+        await session.exec(
+            select(TimelineRow)
+            .where(col(TimelineRow.case_id) == case_id)
+            .order_by(col(TimelineRow.seq))
         )
-        .scalars()
-        .all()
-    )
+    ).all()
     return Timeline(items=[TimelineItem.model_validate(r, from_attributes=True) for r in rows])
 
 
@@ -164,8 +166,8 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
     async with ctx.sessions() as session, session.begin():
         row = (
             await session.execute(
-                select(Proposal.supports_open, Proposal.status, Proposal.rules)
-                .where(Proposal.id == proposal_id)  # type: ignore[arg-type]
+                select(col(Proposal.supports_open), col(Proposal.status), col(Proposal.rules))
+                .where(col(Proposal.id) == proposal_id)
                 .with_for_update()
             )
         ).one_or_none()
@@ -179,16 +181,16 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
                 proposal_id=proposal_id, person_id=principal.sub, created_at=await ctx.clock.now()
             )
             .on_conflict_do_nothing()
-            .returning(Support.person_id)  # type: ignore[arg-type]
+            .returning(col(Support.person_id))
         )
         if inserted.first() is None:
             raise Problem(409, "you have already supported this proposal")
         count: int = (
             await session.execute(
                 update(Proposal)
-                .where(Proposal.id == proposal_id)  # type: ignore[arg-type]
-                .values(support_count=Proposal.support_count + 1)
-                .returning(Proposal.support_count)  # type: ignore[arg-type]
+                .where(col(Proposal.id) == proposal_id)
+                .values(support_count=col(Proposal.support_count) + 1)
+                .returning(col(Proposal.support_count))
             )
         ).scalar_one()
     threshold = int(row.rules["proposal"]["review_support_threshold"])
@@ -206,8 +208,8 @@ async def comment(ctx: AppContext, principal: Principal, proposal_id: str, body:
     async with ctx.sessions() as session, session.begin():
         row = (
             await session.execute(
-                select(Proposal.supports_open, Proposal.status)
-                .where(Proposal.id == proposal_id)  # type: ignore[arg-type]
+                select(col(Proposal.supports_open), col(Proposal.status))
+                .where(col(Proposal.id) == proposal_id)
                 .with_for_update(read=True)
             )
         ).one_or_none()

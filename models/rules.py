@@ -63,6 +63,67 @@ class EscalationRules:
 
 
 @dataclass(frozen=True)
+class LinkedRules:
+    """The Democracy-Seoul-linked budget path (process.md §4)."""
+
+    __pydantic_config__ = _STRICT
+
+    forum_support_threshold: PositiveInt
+    support_window_days: PositiveInt
+    agenda_min_days: PositiveInt
+    agenda_max_days: PositiveInt
+    deliberation_participant_threshold: PositiveInt
+
+
+@dataclass(frozen=True)
+class ForumRules:
+    __pydantic_config__ = _STRICT
+
+    days: PositiveInt
+
+
+@dataclass(frozen=True)
+class AskRules:
+    """ "Seoul asks" (process.md §2)."""
+
+    __pydantic_config__ = _STRICT
+
+    request_lead_days: PositiveInt
+    opinion_days: PositiveInt
+    dept_review_days: PositiveInt
+
+
+MonthDay = Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
+
+
+@dataclass(frozen=True)
+class BudgetRules:
+    """The council's deliberation window, as month-day bounds, inclusive (Seoul time)."""
+
+    __pydantic_config__ = _STRICT
+
+    deliberation_window_start: MonthDay
+    deliberation_window_end: MonthDay
+
+
+@dataclass(frozen=True)
+class SortitionRules:
+    __pydantic_config__ = _STRICT
+
+    square_size: PositiveInt
+    agenda_group_size: PositiveInt
+    #: Lower bounds of the age bands, in years; the last band is open-ended.
+    age_bands: list[Annotated[int, Field(ge=0, le=120)]]
+
+
+@dataclass(frozen=True)
+class CouncilRules:
+    __pydantic_config__ = _STRICT
+
+    random_share: Annotated[float, Field(ge=0, le=1)]
+
+
+@dataclass(frozen=True)
 class Rulebook:
     """One immutable, named version of the rules. `content_hash` is computed on load."""
 
@@ -74,6 +135,12 @@ class Rulebook:
     proposal: ProposalRules | None = None
     execution: ExecutionRules | None = None
     escalation: EscalationRules | None = None
+    linked: LinkedRules | None = None
+    forum: ForumRules | None = None
+    ask: AskRules | None = None
+    budget: BudgetRules | None = None
+    sortition: SortitionRules | None = None
+    council: CouncilRules | None = None
 
 
 @dataclass(frozen=True)

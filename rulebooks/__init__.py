@@ -64,7 +64,9 @@ def parse(text: str, *, expected_name: str | None = None, origin: str = "<text>"
 
 
 def as_json(rulebook: Rulebook) -> dict[str, Any]:
-    return dataclasses.asdict(rulebook)
+    """The rulebook's content; absent sections are left out, so adding a kind of section to
+    the schema does not change the hash of rulebooks that do not use it."""
+    return {k: v for k, v in dataclasses.asdict(rulebook).items() if v is not None}
 
 
 def content_hash(rulebook: Rulebook) -> str:

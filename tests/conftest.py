@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import itertools
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -81,9 +81,7 @@ async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def system(
-    postgres: stack.EmbeddedPostgres, template_database: str
-) -> AsyncIterator[Stack]:
+async def system(postgres: stack.EmbeddedPostgres, template_database: str) -> AsyncIterator[Stack]:
     name = f"minju_test_{next(_database_numbers)}"
     url = await stack.ensure_database(postgres, name, template=template_database, recreate=True)
     temporal_server = await stack.start_test_server()

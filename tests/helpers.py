@@ -21,7 +21,9 @@ def expect(response: httpx.Response, status: int) -> Any:
     return response.json() if response.content else None
 
 
-def expect_problem(response: httpx.Response, status: int, *, field: str | None = None) -> dict[str, Any]:
+def expect_problem(
+    response: httpx.Response, status: int, *, field: str | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = expect(response, status)
     assert response.headers["content-type"].startswith("application/problem+json"), response.text
     assert {"type", "title", "status", "detail"} <= body.keys(), body
@@ -57,7 +59,9 @@ class Api:
 
     async def propose(self, who: dict[str, str], **fields: Any) -> dict[str, Any]:
         body = {"title": "Shade trees on Jong-ro", "body": "Plant 200 trees.", **fields}
-        result: dict[str, Any] = expect(await self.http.post("/v1/proposals", json=body, headers=who), 201)
+        result: dict[str, Any] = expect(
+            await self.http.post("/v1/proposals", json=body, headers=who), 201
+        )
         return result
 
     async def get(self, proposal_id: str) -> dict[str, Any]:
@@ -78,12 +82,12 @@ class Api:
         proposal_id: str,
         condition: Callable[[dict[str, Any]], bool],
         *,
-        timeout: float = 15.0,
+        within: float = 15.0,
     ) -> dict[str, Any]:
         """Poll the proposal until the projection shows `condition` (it is written by an
         activity right after the transition, so it may trail the workflow briefly)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while True:
             proposal = await self.get(proposal_id)
             if condition(proposal):
@@ -91,10 +95,10 @@ class Api:
             assert loop.time() < deadline, f"condition never held; last state: {proposal}"
             await asyncio.sleep(0.05)
 
-    async def wait_event(self, proposal_id: str, event: str, *, timeout: float = 15.0) -> None:
+    async def wait_event(self, proposal_id: str, event: str, *, within: float = 15.0) -> None:
         """Poll the timeline until `event` is in it."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while event not in [t["event"] for t in await self.timeline(proposal_id)]:
             assert loop.time() < deadline, f"{event} never appeared"
             await asyncio.sleep(0.05)
@@ -109,7 +113,9 @@ class Api:
 
     # ---- one call per stage, for walking a proposal down its path --------------------------
 
-    async def to_review(self, proposer: dict[str, str] | None = None, **fields: Any) -> dict[str, Any]:
+    async def to_review(
+        self, proposer: dict[str, str] | None = None, **fields: Any
+    ) -> dict[str, Any]:
         proposal = await self.propose(proposer or await self.citizen(), **fields)
         await self.support(proposal["id"], 10)
         return await self.wait_status(proposal["id"], "dept_review")
@@ -135,10 +141,16 @@ class Api:
 
     async def plan(self, proposal_id: str, department: str, cost_krw: int) -> httpx.Response:
         who = await self.official("committee")
-        body = {"summary": "Plant in spring", "executing_department": department, "cost_krw": cost_krw}
+        body = {
+            "summary": "Plant in spring",
+            "executing_department": department,
+            "cost_krw": cost_krw,
+        }
         return await self.post(f"/v1/proposals/{proposal_id}/plan", who, body)
 
-    async def appropriateness(self, proposal_id: str, department: str, verdict: str) -> httpx.Response:
+    async def appropriateness(
+        self, proposal_id: str, department: str, verdict: str
+    ) -> httpx.Response:
         who = await self.official("caseworker", department)
         body = {"verdict": verdict, "reason": f"{verdict} after checking law and budget"}
         return await self.post(f"/v1/proposals/{proposal_id}/appropriateness", who, body)
@@ -152,15 +164,17 @@ class Api:
         expect(await self.plan(pid, department, cost_krw), 200)
         return dict(expect(await self.appropriateness(pid, department, "appropriate"), 200))
 
-    async def vote(self, proposal_id: str, choice: str, who: dict[str, str] | None = None) -> httpx.Response:
+    async def vote(
+        self, proposal_id: str, choice: str, who: dict[str, str] | None = None
+    ) -> httpx.Response:
         who = who or await self.citizen()
         return await self.post(f"/v1/proposals/{proposal_id}/ballots", who, {"choice": choice})
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 15.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 15.0) -> None:
     """Poll until `check` holds: for effects written by activities after a transition."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not await check():
         assert loop.time() < deadline, "condition never held"
         await asyncio.sleep(0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import func, select, text
+from sqlmodel import col
 
 from models.tables import BallotChoice, BallotParticipation, Support
 from tests.conftest import Stack
@@ -21,7 +22,7 @@ async def test_concurrent_duplicate_supports_leave_one_row(api: Api, system: Sta
     async with system.sessions() as session:
         rows = (
             await session.execute(
-                select(func.count()).select_from(Support).where(Support.proposal_id == pid)  # type: ignore[arg-type]
+                select(func.count()).select_from(Support).where(col(Support.proposal_id) == pid)
             )
         ).scalar_one()
     assert rows == 1
@@ -59,15 +60,15 @@ async def test_concurrent_duplicate_ballots_leave_one_row(api: Api, system: Stac
         participations = (
             await session.execute(select(func.count()).select_from(BallotParticipation))
         ).scalar_one()
-        choices = (await session.execute(select(func.count()).select_from(BallotChoice))).scalar_one()
+        choices = (
+            await session.execute(select(func.count()).select_from(BallotChoice))
+        ).scalar_one()
     assert (participations, choices) == (1, 1)
 
 
 async def test_ballots_keep_who_and_what_apart(system: Stack) -> None:
     """No column can join a person to a choice: not a person id, a receipt or a time."""
-    query = text(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = :table"
-    )
+    query = text("SELECT column_name FROM information_schema.columns WHERE table_name = :table")
     async with system.sessions() as session:
         participation = {
             r[0] for r in await session.execute(query, {"table": "ballot_participations"})

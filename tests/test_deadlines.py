@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from models.proposal import ProposalState
 from models.tables import Notification
@@ -22,9 +23,9 @@ async def workflow_state(system: Stack, workflow_id: str) -> ProposalState:
 async def notices(system: Stack, proposal_id: str) -> list[tuple[str, str]]:
     async with system.sessions() as session:
         rows = await session.execute(
-            select(Notification.kind, Notification.recipient)
-            .where(Notification.case_id == proposal_id)  # type: ignore[arg-type]
-            .order_by(Notification.id)  # type: ignore[arg-type]
+            select(col(Notification.kind), col(Notification.recipient))
+            .where(col(Notification.case_id) == proposal_id)
+            .order_by(col(Notification.id))
         )
         return [(r.kind, r.recipient) for r in rows]
 
@@ -85,9 +86,7 @@ async def test_review_answered_on_day_19_is_never_overdue(api: Api, system: Stac
     assert await notices(system, pid) == []
 
 
-async def test_appropriateness_check_day_9_on_time_day_11_overdue(
-    api: Api, system: Stack
-) -> None:
+async def test_appropriateness_check_day_9_on_time_day_11_overdue(api: Api, system: Stack) -> None:
     pid = (await api.to_review())["id"]
     await api.assign(pid, "parks")
     expect(await api.review(pid, "parks", "accept"), 200)

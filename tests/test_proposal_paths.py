@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from activities.ballots import cast_ballot
+from models.tables import Notification
 from tests.conftest import Stack
 from tests.helpers import Api, eventually, expect, expect_problem
-from models.tables import Notification
 
 
 def events(timeline: list[dict[str, Any]]) -> list[str]:
@@ -137,9 +138,7 @@ async def test_withdrawal_until_the_vote_opens_only_by_the_proposer(
 
     voting = await api.to_vote()
     owner = {"Authorization": "Bearer " + await api.token(voting["proposer_id"])}
-    refused = expect_problem(
-        await api.post(f"/v1/proposals/{voting['id']}/withdraw", owner), 409
-    )
+    refused = expect_problem(await api.post(f"/v1/proposals/{voting['id']}/withdraw", owner), 409)
     assert "until the vote opens" in refused["detail"]
 
 
@@ -239,10 +238,14 @@ async def test_budget_execution_is_overdue_without_a_final_report_in_two_years(
     async def both_notified() -> bool:
         async with system.sessions() as session:
             recipients = (
-                await session.execute(
-                    select(Notification.recipient).where(Notification.case_id == pid)  # type: ignore[arg-type]
+                (
+                    await session.execute(
+                        select(col(Notification.recipient)).where(col(Notification.case_id) == pid)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         return set(recipients) == {"department:housing", "operations"}
 
     await eventually(both_notified)
@@ -268,9 +271,7 @@ async def test_full_path_timeline_is_complete(api: Api, system: Stack) -> None:
     await api.advance(days=31)
     await api.wait_status(voting["id"], "executing")
     async with system.sessions() as session:
-        count = (
-            await session.execute(select(func.count()).select_from(Notification))
-        ).scalar_one()
+        count = (await session.execute(select(func.count()).select_from(Notification))).scalar_one()
     assert count == 0  # every answer came in time: nobody was chased
     assert events(await api.timeline(voting["id"])) == [
         "submitted",

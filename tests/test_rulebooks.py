@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 
 import rulebooks
+from models.rules import PinnedRules, ProposalRules
 from rulebooks import RulebookError
 
+
+def proposal_rules(pinned: PinnedRules) -> ProposalRules:
+    rules = pinned.rulebook.proposal
+    assert rules is not None
+    return rules
+
+
 SEOUL_2018 = rulebooks.load("seoul-2018")
-RULES = SEOUL_2018.rulebook.proposal
-assert RULES is not None
+RULES = proposal_rules(SEOUL_2018)
 
 
 def test_seoul_2018_has_every_proposal_and_execution_key_of_rules_md() -> None:
