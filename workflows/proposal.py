@@ -14,16 +14,15 @@ overdue escalation with reminders, the vote's opening and closing.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+
+from workflows.common import OPERATIONS, activity_options, await_answer, reject, require_text
 
 with workflow.unsafe.imports_passed_through():
     from activities.ballots import BallotBox
-    from activities.notices import Notices
     from activities.records import CaseRecords
     from models.calendar import add_days, add_years, in_seoul
     from models.proposal import (
@@ -35,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         ErrorType,
         ExecutionPlan,
         ExecutionReport,
-        Notice,
         PlanSummary,
         Projection,
         ProposalStart,
@@ -51,21 +49,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.rules import ProposalRules
 
-ACTIVITY_TIMEOUT = timedelta(minutes=5)
-ACTIVITY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
 SCREENING_CRITERIA = ("necessity", "changeability", "feasibility", "impact")
-OPERATIONS = "operations"
-
-
-def _reject(kind: ErrorType, message: str) -> ApplicationError:
-    return ApplicationError(message, type=kind.value, non_retryable=True)
-
-
-def _require_text(value: str, name: str) -> None:
-    if not value or not value.strip():
-        raise _reject(ErrorType.INVALID, f"{name} is mandatory")
 
 
 @workflow.defn
@@ -145,44 +129,21 @@ class ProposalWorkflow:
     async def _await_answer(self) -> None:
         """Wait for the answer the stage requires; past the deadline, escalate and remind."""
         stage_no = self._stage_no
-        due_at = self._state.due_at
-        assert due_at is not None
-        answered: Callable[[], bool] = lambda: self._stage_no != stage_no  # noqa: E731
-        party = self._responsible_department()
-        timeout = max(due_at - workflow.now(), timedelta(0))
-        first = True
-        while True:
-            try:
-                await workflow.wait_condition(answered, timeout=timeout)
-                return
-            except TimeoutError:
-                pass
-            event = "deadline_missed" if first else "reminder_sent"
-            if first:
-                self._state.overdue = True
-            entry = await self._record(
-                event,
-                Role.SYSTEM,
-                f"{self._state.status.value} answer from {party} was due "
-                f"{in_seoul(due_at).isoformat()}; {party} and the operations team notified",
-            )
-            await workflow.execute_activity_method(
-                Notices.enqueue,
-                Notice(
-                    key=f"{workflow.info().workflow_id}:{entry.seq}",
-                    case_id=self._start.proposal_id,
-                    recipients=[f"department:{party}", OPERATIONS],
-                    kind=event,
-                    message=f"Proposal {self._start.proposal_id}: the {self._state.status.value} "
-                    f"answer was due {in_seoul(due_at).isoformat()} and has not come.",
-                    due_at=due_at,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                schedule_to_close_timeout=ACTIVITY_TIMEOUT * 6,
-                retry_policy=ACTIVITY_RETRY,
-            )
-            first = False
-            timeout = self._reminder
+        assert self._state.due_at is not None
+
+        def mark_overdue() -> None:
+            self._state.overdue = True
+
+        await await_answer(
+            lambda: self._stage_no != stage_no,
+            due_at=self._state.due_at,
+            reminder=self._reminder,
+            case_id=self._start.proposal_id,
+            stage=self._state.status.value,
+            party=self._responsible_department(),
+            mark_overdue=mark_overdue,
+            record=self._record,
+        )
 
     async def _run_vote(self) -> None:
         vote = self._state.vote
@@ -191,9 +152,7 @@ class ProposalWorkflow:
         tally = await workflow.execute_activity_method(
             BallotBox.close_and_tally,
             self._start.proposal_id,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            schedule_to_close_timeout=ACTIVITY_TIMEOUT * 6,
-            retry_policy=ACTIVITY_RETRY,
+            **activity_options(),
         )
         vote.yes, vote.no, vote.turnout, vote.digest = (
             tally.yes,
@@ -235,10 +194,10 @@ class ProposalWorkflow:
         self._require_role(command.actor, Role.ADMIN)
         self._require_status(Status.DEPT_REVIEW)
         if self._state.department is not None:
-            raise _reject(
+            raise reject(
                 ErrorType.CONFLICT, f"already assigned to department {self._state.department}"
             )
-        _require_text(command.department, "department")
+        require_text(command.department, "department")
 
     @workflow.update
     async def review(self, command: ReviewAnswer) -> ProposalState:
@@ -257,11 +216,11 @@ class ProposalWorkflow:
         self._require_role(command.actor, Role.CASEWORKER)
         self._require_status(Status.DEPT_REVIEW)
         if self._state.department is None:
-            raise _reject(ErrorType.CONFLICT, "no department is assigned yet")
+            raise reject(ErrorType.CONFLICT, "no department is assigned yet")
         self._require_department(command.actor, self._state.department)
         if command.decision not in ("accept", "reject"):
-            raise _reject(ErrorType.INVALID, "decision must be accept or reject")
-        _require_text(command.reason, "reason")
+            raise reject(ErrorType.INVALID, "decision must be accept or reject")
+        require_text(command.reason, "reason")
 
     @workflow.update
     async def screen(self, command: Screening) -> ProposalState:
@@ -282,13 +241,13 @@ class ProposalWorkflow:
         self._require_role(command.actor, Role.COMMITTEE)
         self._require_status(Status.COMMITTEE_SCREENING)
         if command.decision not in ("advance", "drop"):
-            raise _reject(ErrorType.INVALID, "decision must be advance or drop")
+            raise reject(ErrorType.INVALID, "decision must be advance or drop")
         if set(command.scores) != set(SCREENING_CRITERIA):
-            raise _reject(
+            raise reject(
                 ErrorType.INVALID, "scores must rate exactly " + ", ".join(SCREENING_CRITERIA)
             )
         if command.decision == "drop":
-            _require_text(command.note, "note")
+            require_text(command.note, "note")
 
     @workflow.update
     async def plan(self, command: ExecutionPlan) -> ProposalState:
@@ -313,10 +272,10 @@ class ProposalWorkflow:
     def _validate_plan(self, command: ExecutionPlan) -> None:
         self._require_role(command.actor, Role.COMMITTEE)
         self._require_status(Status.PLANNING, Status.REVISING)
-        _require_text(command.summary, "summary")
-        _require_text(command.executing_department, "executing_department")
+        require_text(command.summary, "summary")
+        require_text(command.executing_department, "executing_department")
         if command.cost_krw < 0:
-            raise _reject(ErrorType.INVALID, "cost_krw must not be negative")
+            raise reject(ErrorType.INVALID, "cost_krw must not be negative")
 
     @workflow.update
     async def check_appropriateness(self, command: AppropriatenessVerdict) -> ProposalState:
@@ -353,8 +312,8 @@ class ProposalWorkflow:
         self._require_status(Status.APPROPRIATENESS_CHECK)
         self._require_department(command.actor, self._state.executing_department)
         if command.verdict not in ("appropriate", "revise", "discard"):
-            raise _reject(ErrorType.INVALID, "verdict must be appropriate, revise or discard")
-        _require_text(command.reason, "reason")
+            raise reject(ErrorType.INVALID, "verdict must be appropriate, revise or discard")
+        require_text(command.reason, "reason")
 
     @workflow.update
     async def report_execution(self, command: ExecutionReport) -> ProposalState:
@@ -373,10 +332,10 @@ class ProposalWorkflow:
         self._require_status(Status.EXECUTING)
         self._require_department(command.actor, self._state.executing_department)
         if not 0 <= command.progress_pct <= 100:
-            raise _reject(ErrorType.INVALID, "progress_pct must be between 0 and 100")
+            raise reject(ErrorType.INVALID, "progress_pct must be between 0 and 100")
         if command.final and command.progress_pct != 100:
-            raise _reject(ErrorType.INVALID, "a final report has progress_pct 100")
-        _require_text(command.note, "note")
+            raise reject(ErrorType.INVALID, "a final report has progress_pct 100")
+        require_text(command.note, "note")
 
     @workflow.update
     async def withdraw(self, command: Withdrawal) -> ProposalState:
@@ -386,9 +345,9 @@ class ProposalWorkflow:
     @withdraw.validator
     def _validate_withdraw(self, command: Withdrawal) -> None:
         if command.actor.person_id != self._start.proposer_id:
-            raise _reject(ErrorType.FORBIDDEN, "only the proposer may withdraw a proposal")
+            raise reject(ErrorType.FORBIDDEN, "only the proposer may withdraw a proposal")
         if self._state.status not in WITHDRAWABLE:
-            raise _reject(
+            raise reject(
                 ErrorType.CONFLICT,
                 "a proposal can be withdrawn only until the vote opens; "
                 f"it is {self._state.status.value}",
@@ -407,7 +366,7 @@ class ProposalWorkflow:
     def _require_status(self, *allowed: Status) -> None:
         if self._state.status not in allowed:
             wanted = " or ".join(s.value for s in allowed)
-            raise _reject(
+            raise reject(
                 ErrorType.CONFLICT,
                 f"the proposal is {self._state.status.value}, not {wanted}",
             )
@@ -415,12 +374,12 @@ class ProposalWorkflow:
     @staticmethod
     def _require_role(actor: Actor, role: Role) -> None:
         if actor.role is not role:
-            raise _reject(ErrorType.FORBIDDEN, f"only a {role.value} may do this")
+            raise reject(ErrorType.FORBIDDEN, f"only a {role.value} may do this")
 
     @staticmethod
     def _require_department(actor: Actor, department: str | None) -> None:
         if department is None or actor.department != department:
-            raise _reject(ErrorType.FORBIDDEN, f"this case belongs to department {department}")
+            raise reject(ErrorType.FORBIDDEN, f"this case belongs to department {department}")
 
     async def _enter(
         self,
@@ -453,8 +412,6 @@ class ProposalWorkflow:
         await workflow.execute_activity_method(
             CaseRecords.project_proposal,
             Projection(state=copy.deepcopy(self._state), entry=entry),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            schedule_to_close_timeout=ACTIVITY_TIMEOUT * 6,
-            retry_policy=ACTIVITY_RETRY,
+            **activity_options(),
         )
         return entry

@@ -1,0 +1,100 @@
+"""What every case workflow shares: activity options, refusals, and deadline escalation.
+
+A missed deadline is recorded, the responsible department and the operations team are
+notified, reminders repeat, and the case keeps waiting for the answer the rules require
+(design.md, principle 4). It never decides by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notices import Notices
+    from models.calendar import in_seoul
+    from models.proposal import ErrorType, Notice, Role, TimelineEntry
+
+ACTIVITY_TIMEOUT = timedelta(minutes=5)
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+OPERATIONS = "operations"
+
+Record = Callable[[str, Role, str], Awaitable[TimelineEntry]]
+
+
+class ActivityOptions(TypedDict):
+    start_to_close_timeout: timedelta
+    schedule_to_close_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
+def activity_options() -> ActivityOptions:
+    """Every activity has a schedule-to-close bound: without one, the time-skipping server
+    can jump years ahead while an activity is retried."""
+    return ActivityOptions(
+        start_to_close_timeout=ACTIVITY_TIMEOUT,
+        schedule_to_close_timeout=ACTIVITY_TIMEOUT * 6,
+        retry_policy=ACTIVITY_RETRY,
+    )
+
+
+def reject(kind: ErrorType, message: str) -> ApplicationError:
+    """Refuse an Update in its validator: the API maps `kind` to 409/403/422."""
+    return ApplicationError(message, type=kind.value, non_retryable=True)
+
+
+def require_text(value: str, name: str) -> None:
+    if not value or not value.strip():
+        raise reject(ErrorType.INVALID, f"{name} is mandatory")
+
+
+async def await_answer(
+    answered: Callable[[], bool],
+    *,
+    due_at: datetime,
+    reminder: timedelta,
+    case_id: str,
+    stage: str,
+    party: str,
+    mark_overdue: Callable[[], None],
+    record: Record,
+) -> None:
+    """Wait until `answered()`; past `due_at`, escalate once, then remind every `reminder`."""
+    timeout = max(due_at - workflow.now(), timedelta(0))
+    first = True
+    due = in_seoul(due_at).isoformat()
+    while True:
+        try:
+            await workflow.wait_condition(answered, timeout=timeout)
+            return
+        except TimeoutError:
+            pass
+        event = "deadline_missed" if first else "reminder_sent"
+        if first:
+            mark_overdue()
+        entry = await record(
+            event,
+            Role.SYSTEM,
+            f"{stage} answer from {party} was due {due}; {party} and the operations team notified",
+        )
+        await workflow.execute_activity_method(
+            Notices.enqueue,
+            Notice(
+                key=f"{workflow.info().workflow_id}:{entry.seq}",
+                case_id=case_id,
+                recipients=[f"department:{party}", OPERATIONS],
+                kind=event,
+                message=f"Case {case_id}: the {stage} answer was due {due} and has not come.",
+                due_at=due_at,
+            ),
+            **activity_options(),
+        )
+        first = False
+        timeout = reminder
