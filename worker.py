@@ -12,21 +12,34 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.ballots import BallotBox
+from activities.forums import ForumRecords
 from activities.notices import Notices
+from activities.opinions import OpinionBoxes
 from activities.records import CaseRecords
 from minju.config import Settings
 from minju.db import create_engine, session_factory
+from workflows.forum import ForumWorkflow
 from workflows.proposal import ProposalWorkflow
 
 log = logging.getLogger("minju.worker")
 
-WORKFLOWS: Sequence[type] = (ProposalWorkflow,)
+WORKFLOWS: Sequence[type] = (ProposalWorkflow, ForumWorkflow)
 
 
 def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
     sessions = session_factory(engine)
     records, ballots, notices = CaseRecords(sessions), BallotBox(sessions), Notices(sessions)
-    return [records.project_proposal, ballots.close_and_tally, notices.enqueue]
+    opinions, forums = OpinionBoxes(sessions), ForumRecords(sessions)
+    return [
+        records.project_proposal,
+        records.project_forum,
+        records.project_ask,
+        ballots.close_and_tally,
+        notices.enqueue,
+        opinions.open_box,
+        opinions.close_and_count,
+        forums.record_forum,
+    ]
 
 
 def create_worker(

@@ -1,4 +1,9 @@
-"""The case records in Postgres: every workflow transition, written idempotently."""
+"""The case records in Postgres: every workflow transition, written idempotently.
+
+Each projection appends one timeline entry, keyed by (case id, seq), and brings the case's row
+to the state of that entry unless a newer one was written already: a retried or late
+projection never writes twice and never moves a row back.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,14 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from models.proposal import Projection
+from models.deliberation import AskState, ForumState, OpinionTally
+from models.deliberation_tables import Ask, Forum
+from models.proposal import Projection, TimelineEntry
 from models.tables import Proposal, TimelineRow
 
 
@@ -27,54 +35,116 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _tally_columns(tally: OpinionTally | None) -> dict[str, Any]:
+    if tally is None:
+        return {}
+    return {
+        "participants": tally.participants,
+        "for_count": tally.for_,
+        "against_count": tally.against,
+        "other_count": tally.other,
+        "opinions": tally.opinions,
+        "digest": tally.digest,
+    }
+
+
+@dataclasses.dataclass
+class ForumProjection:
+    state: ForumState
+    entry: TimelineEntry
+
+
+@dataclasses.dataclass
+class AskProjection:
+    state: AskState
+    entry: TimelineEntry
+
+
 class CaseRecords:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    @activity.defn(name="project_proposal")
-    async def project_proposal(self, projection: Projection) -> None:
-        """Append the timeline entry and bring the proposal row to this state.
-
-        Keyed by (case id, seq): a retried or late projection never writes twice and never
-        moves the row back to an older state.
-        """
-        state, entry = projection.state, projection.entry
+    async def _project(
+        self, table: type[SQLModel], case_id: str, entry: TimelineEntry, values: dict[str, Any]
+    ) -> None:
         async with self._sessions() as session, session.begin():
             await session.execute(
                 insert(TimelineRow)
                 .values(
-                    case_id=state.proposal_id,
+                    case_id=case_id,
                     seq=entry.seq,
                     at=entry.at,
-                    stage=entry.stage.value,
+                    stage=str(entry.stage),
                     event=entry.event,
-                    actor_role=entry.actor_role.value,
+                    actor_role=str(entry.actor_role),
                     note=entry.note,
                 )
                 .on_conflict_do_nothing()
             )
+            key = col(table.id)  # type: ignore[attr-defined]
             result = await session.execute(
-                update(Proposal)
-                .where(Proposal.id == state.proposal_id)  # type: ignore[arg-type]
-                .where(Proposal.projection_seq < entry.seq)  # type: ignore[arg-type]
-                .values(
-                    status=state.status.value,
-                    department=state.department,
-                    executing_department=state.executing_department,
-                    due_at=state.due_at,
-                    overdue=state.overdue,
-                    supports_open=state.supports_open,
-                    decision_reason=state.decision_reason,
-                    screening=_jsonable(state.screening),
-                    plan=_jsonable(state.plan),
-                    vote=_jsonable(state.vote),
-                    progress_pct=state.progress_pct,
-                    projection_seq=entry.seq,
-                    updated_at=entry.at,
-                )
+                update(table)
+                .where(key == case_id)
+                .where(col(table.projection_seq) < entry.seq)  # type: ignore[attr-defined]
+                .values(**values, projection_seq=entry.seq, updated_at=entry.at)
             )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                exists = await session.get(Proposal, state.proposal_id)
-                if exists is None:
-                    # The API commits the row right after starting the workflow: retry.
-                    raise ApplicationError(f"proposal {state.proposal_id} is not recorded yet")
+            if result.rowcount == 0 and await session.get(table, case_id) is None:  # type: ignore[attr-defined]
+                # The API commits the row right after starting the workflow: retry.
+                raise ApplicationError(f"case {case_id} is not recorded yet")
+
+    @activity.defn(name="project_proposal")
+    async def project_proposal(self, projection: Projection) -> None:
+        state = projection.state
+        await self._project(
+            Proposal,
+            state.proposal_id,
+            projection.entry,
+            {
+                "status": state.status.value,
+                "department": state.department,
+                "executing_department": state.executing_department,
+                "due_at": state.due_at,
+                "overdue": state.overdue,
+                "supports_open": state.supports_open,
+                "decision_reason": state.decision_reason,
+                "screening": _jsonable(state.screening),
+                "plan": _jsonable(state.plan),
+                "vote": _jsonable(state.vote),
+                "progress_pct": state.progress_pct,
+            },
+        )
+
+    @activity.defn(name="project_forum")
+    async def project_forum(self, projection: ForumProjection) -> None:
+        state = projection.state
+        await self._project(
+            Forum,
+            state.forum_id,
+            projection.entry,
+            {
+                "status": state.status.value,
+                "opens_at": state.opens_at,
+                "closes_at": state.closes_at,
+                "eligible_for_deliberation": state.eligible_for_deliberation,
+                "budget_year": state.budget_year,
+                "carried_over": state.carried_over,
+                **_tally_columns(state.tally),
+            },
+        )
+
+    @activity.defn(name="project_ask")
+    async def project_ask(self, projection: AskProjection) -> None:
+        state = projection.state
+        await self._project(
+            Ask,
+            state.ask_id,
+            projection.entry,
+            {
+                "status": state.status.value,
+                "due_at": state.due_at,
+                "overdue": state.overdue,
+                "review_summary": state.review_summary,
+                "review_actions": state.review_actions,
+                **_tally_columns(state.tally),
+            },
+        )

@@ -56,18 +56,24 @@ async def reload(ctx: AppContext, proposal_id: str) -> ProposalOut:
         return to_out(await load(session, proposal_id))
 
 
-def pinned_rules(ctx: AppContext, name: str | None) -> rulebooks.PinnedRules:
+PROPOSAL_SECTIONS = ("proposal", "execution", "escalation")
+
+
+def pinned_rules(
+    ctx: AppContext,
+    name: str | None,
+    *,
+    default: str = rulebooks.DEFAULT_PROPOSAL_RULEBOOK,
+    sections: tuple[str, ...] = PROPOSAL_SECTIONS,
+    purpose: str = "citizen-proposal",
+) -> rulebooks.PinnedRules:
+    """Load the rulebook a new case pins; 422 naming `rulebook` if unknown or unfit."""
     try:
-        pinned = rulebooks.load(
-            name or rulebooks.DEFAULT_PROPOSAL_RULEBOOK, ctx.settings.extra_rulebook_dirs
-        )
+        pinned = rulebooks.load(name or default, ctx.settings.extra_rulebook_dirs)
     except rulebooks.RulebookError as exc:
         raise Problem(422, str(exc), field="rulebook") from exc
-    book = pinned.rulebook
-    if book.proposal is None or book.execution is None or book.escalation is None:
-        raise Problem(
-            422, f"rulebook {pinned.name} has no citizen-proposal rules", field="rulebook"
-        )
+    if any(getattr(pinned.rulebook, section) is None for section in sections):
+        raise Problem(422, f"rulebook {pinned.name} has no {purpose} rules", field="rulebook")
     return pinned
 
 

@@ -227,3 +227,124 @@ class Recount(BaseModel):
     turnout: int
     digest: str
     matches_recorded_tally: bool | None
+
+
+# ---- forums and asks -------------------------------------------------------------------------
+
+
+class ForumCreate(Body):
+    title: ShortText
+    body: Text
+    kind: Literal["for_against", "discussion"]
+    origin_proposal_id: ShortText | None = None
+    field: ShortText | None = None
+    rulebook: ShortText | None = None
+    panel_draw_id: ShortText | None = None
+
+
+class ForumOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    workflow_id: str
+    title: str
+    body: str
+    kind: str
+    field: str | None
+    status: str
+    origin_proposal_id: str | None
+    panel_draw_id: str | None
+    rulebook: str
+    rulebook_hash: str
+    created_at: SeoulTime
+    opens_at: SeoulTime | None
+    closes_at: SeoulTime | None
+    participants: int | None
+    for_: int | None = Field(alias="for")
+    against: int | None
+    other: int | None
+    opinions: int | None
+    digest: str | None
+    eligible_for_deliberation: bool | None
+    budget_year: int | None
+    carried_over: bool | None
+
+
+class ParticipationCreate(Body):
+    position: Literal["for", "against", "other"] | None = None
+    opinion: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000)] | None = (
+        None
+    )
+
+
+class ParticipationOut(BaseModel):
+    id: str
+    post_id: str | None
+
+
+class PostOut(BaseModel):
+    id: str
+    body: str
+    created_at: SeoulTime
+    reports: int
+
+
+class ReportCreate(Body):
+    reason: Text
+
+
+class ReportOut(BaseModel):
+    post_id: str
+    reports: int
+
+
+class ModerationRequest(Body):
+    action: Literal["hide", "restore"]
+    reason: Text
+
+
+class ModerationOut(BaseModel):
+    post_id: str
+    hidden: bool
+    action: str
+    reason: str
+    at: SeoulTime
+
+
+class AskCreate(Body):
+    title: ShortText
+    body: Text
+    opens_at: datetime
+    closes_at: datetime
+    rulebook: ShortText | None = None
+
+
+class AskOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    workflow_id: str
+    department: str
+    title: str
+    body: str
+    status: str
+    rulebook: str
+    rulebook_hash: str
+    created_at: SeoulTime
+    opens_at: SeoulTime
+    closes_at: SeoulTime
+    participants: int | None
+    for_: int | None = Field(alias="for")
+    against: int | None
+    other: int | None
+    opinions: int | None
+    digest: str | None
+    due_at: SeoulTime | None
+    overdue: bool
+    review_summary: str | None
+    review_actions: str | None
+
+
+class AskReviewRequest(Body):
+    summary: Text
+    actions: Text

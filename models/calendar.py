@@ -27,3 +27,19 @@ def add_years(moment: datetime, years: int) -> datetime:
     except ValueError:
         shifted = local.replace(year=local.year + years, day=28)
     return shifted.astimezone(moment.tzinfo or SEOUL)
+
+
+def deliberation_year(moment: datetime, window_start: str, window_end: str) -> tuple[int, bool]:
+    """The budget year whose council deliberates an item that arrives at `moment`.
+
+    The council sits in a yearly window given as inclusive month-day bounds ("03-01" to
+    "08-31"), i.e. [YYYY-03-01 00:00, YYYY-09-01 00:00) Seoul time. Before or inside this
+    year's window: this year. After it: next year, and the item is carried over.
+    Returns (year, carried_over).
+    """
+    local = in_seoul(moment)
+    end_month, end_day = (int(part) for part in window_end.split("-"))
+    window_closes = datetime(local.year, end_month, end_day, tzinfo=SEOUL) + timedelta(days=1)
+    if local < window_closes:
+        return local.year, False
+    return local.year + 1, True

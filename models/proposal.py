@@ -193,7 +193,7 @@ class ProposalState:
 class TimelineEntry:
     seq: int
     at: datetime
-    stage: Status
+    stage: str
     event: str
     actor_role: Role
     note: str = ""

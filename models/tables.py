@@ -134,3 +134,66 @@ class IdempotencyRecord(SQLModel, table=True):
     status_code: int
     response: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     created_at: datetime = _tz(nullable=False)
+
+
+# ---- sortition (models/sortition.py; README, "Verifiable sortition") ---------------------------
+
+
+class SortitionPool(SQLModel, table=True):
+    """People a draw may pick from: loaded by an admin (e.g. a polling agency's list) or
+    joined by volunteers. Draws never read it after their commit: they freeze a snapshot."""
+
+    __tablename__ = "sortition_pools"
+
+    name: str = Field(primary_key=True)
+    created_by: str
+    created_at: datetime = _tz(nullable=False)
+
+
+class SortitionPoolMember(SQLModel, table=True):
+    __tablename__ = "sortition_pool_members"
+
+    pool: str = Field(primary_key=True, foreign_key="sortition_pools.name")
+    person_id: str = Field(primary_key=True)
+    sex: str
+    birth_year: int
+    district: str
+    budget_school: bool = False
+    source: str  # "admin" | "volunteer"
+    joined_at: datetime = _tz(nullable=False)
+
+
+class SortitionDraw(SQLModel, table=True):
+    """One commit-reveal draw. Everything the draw depends on is frozen at commit (snapshot,
+    population weights, size, strata, groups); `seed` and the result are set once, at reveal."""
+
+    __tablename__ = "sortition_draws"
+
+    id: str = Field(primary_key=True)
+    purpose: str
+    size: int
+    strata: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    groups: int | None = None
+    filter: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    pool: str = Field(foreign_key="sortition_pools.name", index=True)
+    rulebook: str
+    rulebook_hash: str
+    reference_year: int
+    age_bands: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    population: str
+    population_digest: str
+    seed_commitment: str
+    snapshot: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
+    snapshot_digest: str
+    # [{stratum: {...}, population, available, quota, drawn}]; drawn is null until reveal.
+    counts: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
+    status: str = "committed"  # committed | revealed
+    seed: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    members: list[str] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    member_groups: list[list[str]] | None = Field(
+        default=None, sa_column=Column(JSONB, nullable=True)
+    )
+    members_digest: str | None = None
+    created_by: str
+    created_at: datetime = _tz(nullable=False)
+    revealed_at: datetime | None = _tz(nullable=True)

@@ -22,8 +22,16 @@ from models.rules import PinnedRules, Rulebook
 
 BUILTIN_DIR = Path(__file__).parent
 DEFAULT_PROPOSAL_RULEBOOK = "seoul-2018"
+DEFAULT_DELIBERATION_RULEBOOK = "seoul-2020"
 
-__all__ = ["DEFAULT_PROPOSAL_RULEBOOK", "PinnedRules", "Rulebook", "RulebookError", "load"]
+__all__ = [
+    "DEFAULT_DELIBERATION_RULEBOOK",
+    "DEFAULT_PROPOSAL_RULEBOOK",
+    "PinnedRules",
+    "Rulebook",
+    "RulebookError",
+    "load",
+]
 
 _adapter = TypeAdapter(Rulebook)
 

@@ -1,0 +1,195 @@
+"""Public forums (process.md §3-4): opened by the operations team or by a proposal's agenda
+selection; anyone reads, eligible citizens take part, the operations team moderates."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from sqlmodel import col, select
+
+from activities.forums import ForumOpening, forum_workflow_id, insert_forum
+from api import opinion_service
+from api.auth import CurrentPrincipal, require_eligible, require_role
+from api.context import AppContext, Ctx, Session
+from api.errors import not_found
+from api.idempotency import run_once
+from api.proposal_service import pinned_rules, timeline
+from api.schemas import (
+    ForumCreate,
+    ForumOut,
+    ModerationOut,
+    ModerationRequest,
+    Page,
+    ParticipationCreate,
+    ParticipationOut,
+    PostOut,
+    ReportCreate,
+    ReportOut,
+    Timeline,
+)
+from models.deliberation import ForumKind, ForumStart
+from models.deliberation_tables import Forum
+from models.proposal import Role
+from rulebooks import DEFAULT_DELIBERATION_RULEBOOK
+from workflows.forum import ForumWorkflow
+
+router = APIRouter(prefix="/v1/forums", tags=["forums"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+FORUM_SECTIONS = ("forum", "linked", "budget")
+
+
+def forum_out(row: Forum) -> ForumOut:
+    """The API's names for the tally columns (`for` is a Python keyword)."""
+    fields = row.model_dump()
+    fields |= {
+        "for": row.for_count,
+        "against": row.against_count,
+        "other": row.other_count,
+    }
+    return ForumOut.model_validate(fields)
+
+
+async def load_forum(session: Session, forum_id: str) -> Forum:
+    row = await session.get(Forum, forum_id)
+    if row is None:
+        raise not_found("forum")
+    return row
+
+
+async def _open_forum(ctx: AppContext, created_by: str, body: ForumCreate) -> ForumOut:
+    pinned = pinned_rules(
+        ctx,
+        body.rulebook,
+        default=DEFAULT_DELIBERATION_RULEBOOK,
+        sections=FORUM_SECTIONS,
+        purpose="forum",
+    )
+    opening = ForumOpening(
+        forum_id=str(uuid.uuid4()),
+        title=body.title,
+        body=body.body,
+        kind=ForumKind(body.kind),
+        rules=pinned,
+        created_by=created_by,
+        field=body.field,
+        origin_proposal_id=body.origin_proposal_id,
+        panel_draw_id=body.panel_draw_id,
+    )
+    async with ctx.sessions() as session, session.begin():
+        await insert_forum(session, opening, await ctx.clock.now())
+        await ctx.temporal.start_workflow(
+            ForumWorkflow.run,
+            ForumStart(
+                forum_id=opening.forum_id,
+                kind=opening.kind,
+                rules=pinned,
+                origin_proposal_id=opening.origin_proposal_id,
+            ),
+            id=forum_workflow_id(opening.forum_id),
+            task_queue=ctx.settings.task_queue,
+        )
+    async with ctx.sessions() as session:
+        return forum_out(await load_forum(session, opening.forum_id))
+
+
+@router.post("", status_code=201, response_model=ForumOut)
+async def create_forum(
+    body: ForumCreate, ctx: Ctx, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    require_role(principal, Role.ADMIN)
+    return await run_once(
+        ctx,
+        principal,
+        idempotency_key,
+        "POST /v1/forums",
+        body,
+        lambda: _open_forum(ctx, principal.sub, body),
+    )
+
+
+@router.get("", response_model=Page[ForumOut])
+async def list_forums(
+    session: Session,
+    status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+    budget_year: Annotated[int | None, Query(ge=2000, le=2200)] = None,
+    origin_proposal_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[ForumOut]:
+    query = select(Forum)
+    if status is not None:
+        query = query.where(col(Forum.status) == status)
+    if budget_year is not None:
+        query = query.where(col(Forum.budget_year) == budget_year)
+    if origin_proposal_id is not None:
+        query = query.where(col(Forum.origin_proposal_id) == origin_proposal_id)
+    rows = (
+        await session.exec(
+            query.order_by(col(Forum.created_at).desc(), col(Forum.id))
+            .offset(offset)
+            .limit(limit + 1)
+        )
+    ).all()
+    more = len(rows) > limit
+    return Page[ForumOut](
+        items=[forum_out(r) for r in rows[:limit]],
+        next_cursor=str(offset + limit) if more else None,
+    )
+
+
+@router.get("/{forum_id}", response_model=ForumOut)
+async def get_forum(forum_id: str, session: Session) -> ForumOut:
+    return forum_out(await load_forum(session, forum_id))
+
+
+@router.get("/{forum_id}/timeline", response_model=Timeline)
+async def forum_timeline(forum_id: str, session: Session) -> Timeline:
+    await load_forum(session, forum_id)
+    return await timeline(session, forum_id)
+
+
+@router.post("/{forum_id}/participations", status_code=201, response_model=ParticipationOut)
+async def take_part(
+    forum_id: str,
+    body: ParticipationCreate,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    require_eligible(principal)
+    async with ctx.sessions() as session:
+        forum = await load_forum(session, forum_id)
+    return await run_once(
+        ctx,
+        principal,
+        idempotency_key,
+        f"POST participations {forum_id}",
+        body,
+        lambda: opinion_service.take_part(ctx, principal, forum_id, body, kind=forum.kind),
+    )
+
+
+@router.get("/{forum_id}/posts", response_model=Page[PostOut])
+async def forum_posts(forum_id: str, session: Session) -> Page[PostOut]:
+    await load_forum(session, forum_id)
+    return await opinion_service.visible_posts(session, forum_id)
+
+
+@router.post("/{forum_id}/posts/{post_id}/reports", status_code=201, response_model=ReportOut)
+async def report_post(
+    forum_id: str, post_id: str, body: ReportCreate, ctx: Ctx, principal: CurrentPrincipal
+) -> ReportOut:
+    require_role(principal, Role.CITIZEN)
+    return await opinion_service.report_post(ctx, principal, forum_id, post_id, body.reason)
+
+
+@router.post("/{forum_id}/posts/{post_id}/moderation", response_model=ModerationOut)
+async def moderate_post(
+    forum_id: str, post_id: str, body: ModerationRequest, ctx: Ctx, principal: CurrentPrincipal
+) -> ModerationOut:
+    require_role(principal, Role.ADMIN)
+    return await opinion_service.moderate_post(ctx, principal, forum_id, post_id, body)

@@ -1,0 +1,121 @@
+"""Participation, opinion posts, reports and moderation: shared by forums and asks."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from activities.opinions import ParticipationRefused, participate
+from api.auth import Principal
+from api.context import AppContext
+from api.errors import Problem, not_found
+from api.schemas import (
+    ModerationOut,
+    ModerationRequest,
+    Page,
+    ParticipationCreate,
+    ParticipationOut,
+    PostOut,
+    ReportOut,
+)
+from models.deliberation_tables import ModerationAction, Post, PostReport
+
+
+async def take_part(
+    ctx: AppContext, principal: Principal, case_id: str, body: ParticipationCreate, *, kind: str
+) -> ParticipationOut:
+    """One participation per person; a for/against case needs a position, a discussion none."""
+    if kind == "discussion" and body.position is not None:
+        raise Problem(422, "a discussion forum takes opinions, not positions", field="position")
+    if kind != "discussion" and body.position is None:
+        raise Problem(422, "position is required (for, against or other)", field="position")
+    if kind == "discussion" and not body.opinion:
+        raise Problem(422, "a discussion forum takes an opinion", field="opinion")
+    try:
+        async with ctx.sessions() as session, session.begin():
+            done = await participate(
+                session,
+                case_id=case_id,
+                person_id=principal.sub,
+                position=body.position,
+                opinion=body.opinion or None,
+                now=await ctx.clock.now(),
+            )
+    except ParticipationRefused as refused:
+        raise Problem(404 if refused.not_found else 409, refused.reason) from refused
+    return ParticipationOut(id=f"{case_id}:{principal.sub}", post_id=done.post_id)
+
+
+async def visible_posts(session: AsyncSession, case_id: str) -> Page[PostOut]:
+    rows = (
+        await session.exec(
+            select(Post)
+            .where(col(Post.case_id) == case_id, col(Post.hidden).is_(False))
+            .order_by(col(Post.created_at), col(Post.id))
+        )
+    ).all()
+    return Page[PostOut](items=[PostOut.model_validate(r, from_attributes=True) for r in rows])
+
+
+async def _post_of(session: AsyncSession, case_id: str, post_id: str) -> Post:
+    post = await session.get(Post, post_id, with_for_update=True)
+    if post is None or post.case_id != case_id:
+        raise not_found("post")
+    return post
+
+
+async def report_post(
+    ctx: AppContext, principal: Principal, case_id: str, post_id: str, reason: str
+) -> ReportOut:
+    async with ctx.sessions() as session, session.begin():
+        await _post_of(session, case_id, post_id)
+        inserted = await session.execute(
+            insert(PostReport)
+            .values(
+                post_id=post_id,
+                reporter_id=principal.sub,
+                reason=reason,
+                created_at=await ctx.clock.now(),
+            )
+            .on_conflict_do_nothing()
+            .returning(col(PostReport.post_id))
+        )
+        if inserted.first() is None:
+            raise Problem(409, "you have already reported this post")
+        reports = (
+            await session.execute(
+                update(Post)
+                .where(col(Post.id) == post_id)
+                .values(reports=col(Post.reports) + 1)
+                .returning(col(Post.reports))
+            )
+        ).scalar_one()
+        return ReportOut(post_id=post_id, reports=reports)
+
+
+async def moderate_post(
+    ctx: AppContext, principal: Principal, case_id: str, post_id: str, body: ModerationRequest
+) -> ModerationOut:
+    """Hide or restore under the published criteria; the post itself is never deleted."""
+    hide = body.action == "hide"
+    async with ctx.sessions() as session, session.begin():
+        post = await _post_of(session, case_id, post_id)
+        if post.hidden == hide:
+            raise Problem(409, f"the post is already {'hidden' if hide else 'visible'}")
+        post.hidden = hide
+        now = await ctx.clock.now()
+        session.add(post)
+        session.add(
+            ModerationAction(
+                post_id=post_id,
+                action=body.action,
+                reason=body.reason,
+                actor_id=principal.sub,
+                at=now,
+            )
+        )
+    return ModerationOut(
+        post_id=post_id, hidden=hide, action=body.action, reason=body.reason, at=now
+    )

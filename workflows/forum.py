@@ -1,0 +1,121 @@
+"""A public forum (process.md §4): open for `forum.days`, then counted, judged and handed on.
+
+Participation, opinions, reports and moderation live in Postgres; the workflow opens the box,
+closes it when the time is up, records the tally with its digest, decides eligibility for
+deliberation (participants ≥ threshold and, for a for/against forum, a strict majority for),
+and hands an eligible forum to its budget year.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from workflows.common import activity_options
+
+with workflow.unsafe.imports_passed_through():
+    from activities.opinions import OpinionBoxes
+    from activities.records import CaseRecords, ForumProjection
+    from models.calendar import add_days, deliberation_year, in_seoul
+    from models.deliberation import ForumKind, ForumStart, ForumState, ForumStatus, OpinionTally
+    from models.proposal import Role, TimelineEntry
+
+    # Imported here so the sandbox knows the module when it resolves ForumStart.rules's types.
+    from models.rules import PinnedRules  # noqa: F401
+
+
+def eligible_for_deliberation(kind: ForumKind, tally: OpinionTally, threshold: int) -> bool:
+    if tally.participants < threshold:
+        return False
+    return kind is ForumKind.DISCUSSION or tally.for_ * 2 > tally.participants
+
+
+@workflow.defn
+class ForumWorkflow:
+    @workflow.init
+    def __init__(self, start: ForumStart) -> None:
+        self._start = start
+        self._state = ForumState(forum_id=start.forum_id)
+        self._timeline: list[TimelineEntry] = []
+
+    @workflow.query
+    def state(self) -> ForumState:
+        return self._state
+
+    @workflow.run
+    async def run(self, start: ForumStart) -> ForumState:
+        book = start.rules.rulebook
+        if book.forum is None or book.linked is None or book.budget is None:
+            raise ApplicationError(f"rulebook {start.rules.name} has no forum rules")
+        now = workflow.now()
+        self._state.opens_at = now
+        self._state.closes_at = add_days(now, book.forum.days)
+        await workflow.execute_activity_method(
+            OpinionBoxes.open_box, start.forum_id, **activity_options()
+        )
+        origin = f" from proposal {start.origin_proposal_id}" if start.origin_proposal_id else ""
+        await self._record(
+            "opened",
+            Role.ADMIN if start.origin_proposal_id is None else Role.SYSTEM,
+            f"{start.kind.value} forum{origin}, rulebook {start.rules.name} "
+            f"({start.rules.content_hash}); open until {in_seoul(self._state.closes_at).isoformat()}",
+        )
+        await workflow.sleep(self._state.closes_at - now)
+        tally = await workflow.execute_activity_method(
+            OpinionBoxes.close_and_count, start.forum_id, **activity_options()
+        )
+        threshold = book.linked.deliberation_participant_threshold
+        eligible = eligible_for_deliberation(start.kind, tally, threshold)
+        self._state.tally = tally
+        self._state.status = ForumStatus.CLOSED
+        self._state.eligible_for_deliberation = eligible
+        await self._record(
+            "closed",
+            Role.SYSTEM,
+            f"{tally.participants} participants (for {tally.for_}, against {tally.against}, "
+            f"other {tally.other}), {tally.opinions} opinions; digest {tally.digest}; "
+            + ("eligible" if eligible else "not eligible")
+            + f" for deliberation (threshold {threshold})",
+        )
+        if eligible:
+            await self._hand_off_to_budget_year(
+                book.budget.deliberation_window_start, book.budget.deliberation_window_end
+            )
+        return self._state
+
+    async def _hand_off_to_budget_year(self, window_start: str, window_end: str) -> None:
+        """THE hand-off of an eligible forum to the citizen council of a budget year.
+
+        The year is the one whose deliberation window is open when the forum closes, or else
+        the next one (carry-over, process.md §4). It is recorded on the forum, which is how
+        `GET /v1/forums?budget_year=` lists it; the budget-year cycle takes its forums from
+        there.
+        """
+        year, carried_over = deliberation_year(workflow.now(), window_start, window_end)
+        self._state.budget_year = year
+        self._state.carried_over = carried_over
+        await self._record(
+            "handed_to_budget_year",
+            Role.SYSTEM,
+            f"to the {year} citizen council"
+            + (" (carried over: the window had closed)" if carried_over else ""),
+        )
+
+    async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
+        entry = TimelineEntry(
+            seq=len(self._timeline) + 1,
+            at=workflow.now(),
+            stage=self._state.status.value,
+            event=event,
+            actor_role=role,
+            note=note,
+        )
+        self._timeline.append(entry)
+        await workflow.execute_activity_method(
+            CaseRecords.project_forum,
+            ForumProjection(state=copy.deepcopy(self._state), entry=entry),
+            **activity_options(),
+        )
+        return entry
