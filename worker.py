@@ -18,12 +18,13 @@ from activities.opinions import OpinionBoxes
 from activities.records import CaseRecords
 from minju.config import Settings
 from minju.db import create_engine, session_factory
+from workflows.ask import AskWorkflow
 from workflows.forum import ForumWorkflow
 from workflows.proposal import ProposalWorkflow
 
 log = logging.getLogger("minju.worker")
 
-WORKFLOWS: Sequence[type] = (ProposalWorkflow, ForumWorkflow)
+WORKFLOWS: Sequence[type] = (ProposalWorkflow, ForumWorkflow, AskWorkflow)
 
 
 def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:

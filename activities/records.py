@@ -111,6 +111,7 @@ class CaseRecords:
                 "plan": _jsonable(state.plan),
                 "vote": _jsonable(state.vote),
                 "progress_pct": state.progress_pct,
+                "agenda": _jsonable(state.agenda),
             },
         )
 

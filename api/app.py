@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api import auditors, citizens, dev, errors, forums, officials, sortition
+from api import asks, auditors, citizens, dev, errors, forums, officials, sortition
 from api.context import AppContext, Ctx
 from api.schemas import ClockResponse, Health
 from minju.clock import clock_for
@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(citizens.router)
     app.include_router(officials.router)
     app.include_router(forums.router)
+    app.include_router(asks.router)
     app.include_router(sortition.router)
     app.include_router(auditors.router)
     if settings.dev_endpoints:

@@ -16,6 +16,7 @@ from api.context import Ctx, Session
 from api.errors import Problem
 from api.idempotency import run_once
 from api.schemas import (
+    AgendaOut,
     BallotReceipt,
     BallotRequest,
     CommentCreate,
@@ -85,6 +86,11 @@ async def get_timeline(proposal_id: str, session: Session) -> Timeline:
     return await service.timeline(session, proposal_id)
 
 
+@router.get("/proposals/{proposal_id}/agenda", response_model=AgendaOut)
+async def get_agenda(proposal_id: str, session: Session) -> AgendaOut:
+    return service.agenda_out(await service.load(session, proposal_id))
+
+
 @router.post("/proposals/{proposal_id}/supports", status_code=201, response_model=SupportOut)
 async def support_proposal(
     proposal_id: str, ctx: Ctx, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
@@ -127,6 +133,12 @@ async def withdraw_proposal(
         row = await service.load(session, proposal_id)
     if row.proposer_id != principal.sub:
         raise Problem(403, "only the proposer may withdraw a proposal")
+    if row.status == Status.FORUM.value:
+        raise Problem(
+            409,
+            "a public forum has been decided for this proposal: the proposer's withdrawal no "
+            "longer stops it (process.md §4)",
+        )
     return await service.decide(
         ctx,
         proposal_id,

@@ -20,6 +20,9 @@ from api.context import AppContext, Ctx, Session
 from api.errors import not_found
 from api.idempotency import run_once
 from api.schemas import (
+    AgendaDecisionRequest,
+    AgendaOut,
+    AgendaPlanRequest,
     AppropriatenessRequest,
     AssignRequest,
     ExecutionReportRequest,
@@ -31,6 +34,8 @@ from api.schemas import (
     ScreeningRequest,
 )
 from models.proposal import (
+    AgendaDecision,
+    AgendaPlan,
     AppropriatenessVerdict,
     Assignment,
     ExecutionPlan,
@@ -90,6 +95,59 @@ async def assign_department(
     return await _decide(
         ctx, principal, proposal_id, ProposalWorkflow.assign, command, idempotency_key
     )
+
+
+@router.post("/proposals/{proposal_id}/agenda/plan", response_model=AgendaOut)
+async def plan_agenda(
+    proposal_id: str,
+    body: AgendaPlanRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> AgendaOut:
+    """The agenda planning group's agenda, entered by the operations team."""
+    require_role(principal, Role.ADMIN)
+    members = None
+    if body.selection_draw_id is not None:
+        async with ctx.sessions() as session:
+            members = await service.selection_group_size(session, body.selection_draw_id)
+    command = AgendaPlan(
+        actor=principal.actor(),
+        agenda_title=body.agenda_title,
+        summary=body.summary,
+        forum_kind=body.forum_kind,
+        selection_draw_id=body.selection_draw_id,
+        selection_members=members,
+    )
+    await _decide(
+        ctx, principal, proposal_id, ProposalWorkflow.plan_agenda, command, idempotency_key
+    )
+    async with ctx.sessions() as session:
+        return service.agenda_out(await service.load(session, proposal_id))
+
+
+@router.post("/proposals/{proposal_id}/agenda/decision", response_model=AgendaOut)
+async def decide_agenda(
+    proposal_id: str,
+    body: AgendaDecisionRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> AgendaOut:
+    """The agenda selection group's decision, due between day 30 and day 90."""
+    require_role(principal, Role.COMMITTEE)
+    command = AgendaDecision(
+        actor=principal.actor(),
+        hold_forum=body.hold_forum,
+        votes_for=body.votes_for,
+        votes_against=body.votes_against,
+        reason=body.reason,
+    )
+    await _decide(
+        ctx, principal, proposal_id, ProposalWorkflow.decide_agenda, command, idempotency_key
+    )
+    async with ctx.sessions() as session:
+        return service.agenda_out(await service.load(session, proposal_id))
 
 
 @router.post("/proposals/{proposal_id}/review", response_model=ProposalOut)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -21,16 +21,20 @@ from api.auth import Principal
 from api.context import AppContext
 from api.errors import Problem, not_found
 from api.schemas import (
+    AgendaDecisionOut,
+    AgendaOut,
     CommentOut,
     Page,
+    PlanningGroupOut,
     ProposalCreate,
     ProposalOut,
+    SelectionGroupOut,
     SupportOut,
     Timeline,
     TimelineItem,
 )
 from models.proposal import ErrorType, ProposalStart, Status
-from models.tables import Comment, Proposal, Support, TimelineRow
+from models.tables import Comment, Proposal, SortitionDraw, Support, TimelineRow
 from workflows.proposal import ProposalWorkflow
 
 _ERROR_STATUS = {ErrorType.CONFLICT: 409, ErrorType.FORBIDDEN: 403, ErrorType.INVALID: 422}
@@ -172,7 +176,12 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
     async with ctx.sessions() as session, session.begin():
         row = (
             await session.execute(
-                select(col(Proposal.supports_open), col(Proposal.status), col(Proposal.rules))
+                select(
+                    col(Proposal.supports_open),
+                    col(Proposal.status),
+                    col(Proposal.rules),
+                    col(Proposal.created_at),
+                )
                 .where(col(Proposal.id) == proposal_id)
                 .with_for_update()
             )
@@ -199,14 +208,20 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
                 .returning(col(Proposal.support_count))
             )
         ).scalar_one()
+    handle = ctx.temporal.get_workflow_handle(workflow_id(proposal_id))
+    ripening = row.status == Status.RIPENING.value
+    # The row lock makes exactly one request see the count reach a threshold. While the case
+    # still ripens, every further multiple of the threshold repeats the (idempotent) signal,
+    # so a signal lost to a crash between commit and send is recovered, at a bounded cost.
     threshold = int(row.rules["proposal"]["review_support_threshold"])
-    # The row lock makes exactly one request see the count reach the threshold. Later
-    # supports while the case still ripens repeat the (idempotent) signal, so a signal lost
-    # to a crash between commit and send is recovered by the next support.
-    if count == threshold or (count > threshold and row.status == Status.RIPENING.value):
-        await ctx.temporal.get_workflow_handle(workflow_id(proposal_id)).signal(
-            ProposalWorkflow.support_threshold_reached
-        )
+    if count == threshold or (ripening and count > threshold and count % threshold == 0):
+        await handle.signal(ProposalWorkflow.support_threshold_reached)
+    linked = row.rules.get("linked")
+    if linked is not None and ripening:
+        forum_threshold = int(linked["forum_support_threshold"])
+        window_ends = row.created_at + timedelta(days=int(linked["support_window_days"]))
+        if count >= forum_threshold and await ctx.clock.now() < window_ends:
+            await handle.signal(ProposalWorkflow.forum_threshold_reached)
     return SupportOut(proposal_id=proposal_id, support_count=count)
 
 
@@ -239,16 +254,29 @@ def update_id(name: str, principal: Principal, key: str | None) -> str:
     return f"{name}:{principal.sub}:{key}" if key else f"{name}:{uuid.uuid4()}"
 
 
-async def decide(
+class _Staged(Protocol):
+    @property
+    def status(self) -> str: ...
+
+
+StagedOut = TypeVar("StagedOut", bound=_Staged)
+
+
+async def decide_case(
     ctx: AppContext,
-    proposal_id: str,
+    case_workflow_id: str,
     update: Any,
     command: Any,
     *,
     request_id: str,
-) -> ProposalOut:
-    """Run a decision Update; a validator's refusal becomes 409/403/422 with nothing written."""
-    handle: WorkflowHandle[Any, Any] = ctx.temporal.get_workflow_handle(workflow_id(proposal_id))
+    reload_case: Callable[[], Awaitable[StagedOut]],
+    what: str,
+) -> StagedOut:
+    """Run a decision Update on any case's workflow, then answer with the case's projection.
+
+    A validator's refusal becomes 409/403/422 with nothing written; a finished workflow 409.
+    """
+    handle: WorkflowHandle[Any, Any] = ctx.temporal.get_workflow_handle(case_workflow_id)
     try:
         await handle.execute_update(update, command, id=request_id)
     except WorkflowUpdateFailedError as exc:
@@ -258,7 +286,61 @@ async def decide(
         raise
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
-            current = await reload(ctx, proposal_id)
-            raise Problem(409, f"the case is closed (the proposal is {current.status})") from exc
+            current = await reload_case()
+            raise Problem(409, f"the case is closed (the {what} is {current.status})") from exc
         raise
-    return await reload(ctx, proposal_id)
+    return await reload_case()
+
+
+async def decide(
+    ctx: AppContext,
+    proposal_id: str,
+    update: Any,
+    command: Any,
+    *,
+    request_id: str,
+) -> ProposalOut:
+    """Run a decision Update on a proposal's workflow (see `decide_case`)."""
+    return await decide_case(
+        ctx,
+        workflow_id(proposal_id),
+        update,
+        command,
+        request_id=request_id,
+        reload_case=lambda: reload(ctx, proposal_id),
+        what="proposal",
+    )
+
+
+def agenda_out(row: Proposal) -> AgendaOut:
+    """The agenda selection of a linked-path proposal, as the projection recorded it."""
+    agenda = row.agenda
+    if agenda is None:
+        raise not_found("agenda selection")
+    planned = agenda.get("agenda_title") is not None
+    decided = agenda.get("hold_forum") is not None
+    return AgendaOut(
+        proposal_id=row.id,
+        status=row.status,
+        threshold_at=agenda["threshold_at"],
+        decision_from=agenda["decision_from"],
+        due_at=agenda["due_at"],
+        overdue=row.overdue and row.status == Status.AGENDA_SELECTION.value,
+        planning_group=PlanningGroupOut.model_validate(agenda) if planned else None,
+        selection_group=SelectionGroupOut(
+            draw_id=agenda.get("selection_draw_id"),
+            members_count=agenda.get("selection_members"),
+        ),
+        decision=AgendaDecisionOut.model_validate(agenda) if decided else None,
+        forum_id=agenda.get("forum_id"),
+    )
+
+
+async def selection_group_size(session: AsyncSession, draw_id: str) -> int:
+    """The members of a revealed agenda-selection-group draw; 422 naming the field if unfit."""
+    draw = await session.get(SortitionDraw, draw_id)
+    if draw is None or draw.purpose != "agenda_selection_group":
+        raise Problem(422, "no agenda_selection_group draw with this id", field="selection_draw_id")
+    if draw.status != "revealed" or draw.members is None:
+        raise Problem(422, "the draw is not revealed yet", field="selection_draw_id")
+    return len(draw.members)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
 from models.calendar import in_seoul
 
@@ -314,8 +314,8 @@ class ModerationOut(BaseModel):
 class AskCreate(Body):
     title: ShortText
     body: Text
-    opens_at: datetime
-    closes_at: datetime
+    opens_at: AwareDatetime
+    closes_at: AwareDatetime
     rulebook: ShortText | None = None
 
 
@@ -348,3 +348,51 @@ class AskOut(BaseModel):
 class AskReviewRequest(Body):
     summary: Text
     actions: Text
+
+
+# ---- agenda selection (linked path) ----------------------------------------------------------
+
+
+class AgendaPlanRequest(Body):
+    agenda_title: ShortText
+    summary: Text
+    forum_kind: Literal["for_against", "discussion"]
+    selection_draw_id: ShortText | None = None
+
+
+class AgendaDecisionRequest(Body):
+    hold_forum: bool
+    votes_for: Annotated[int, Field(ge=0, le=1_000)]
+    votes_against: Annotated[int, Field(ge=0, le=1_000)]
+    reason: Text
+
+
+class PlanningGroupOut(BaseModel):
+    agenda_title: str
+    summary: str
+    forum_kind: str
+
+
+class SelectionGroupOut(BaseModel):
+    draw_id: str | None
+    members_count: int | None
+
+
+class AgendaDecisionOut(BaseModel):
+    hold_forum: bool
+    votes_for: int
+    votes_against: int
+    reason: str
+
+
+class AgendaOut(BaseModel):
+    proposal_id: str
+    status: str
+    threshold_at: SeoulTime
+    decision_from: SeoulTime
+    due_at: SeoulTime
+    overdue: bool
+    planning_group: PlanningGroupOut | None
+    selection_group: SelectionGroupOut
+    decision: AgendaDecisionOut | None
+    forum_id: str | None

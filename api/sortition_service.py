@@ -319,7 +319,10 @@ def _size(body: DrawCreate, pinned: PinnedRules) -> int:
     if body.purpose == "citizen_council":
         if body.council_size is None or book.council is None:
             raise Problem(422, "a citizen council draw needs size or council_size", field="size")
-        return sortition.random_seats(body.council_size, book.council.random_share)
+        seats = sortition.random_seats(body.council_size, book.council.random_share)
+        if seats < 1:
+            raise Problem(422, "this council has no randomly drawn seats", field="council_size")
+        return seats
     if book.sortition is not None and body.purpose == "agenda_selection_group":
         return book.sortition.agenda_group_size
     if book.sortition is not None and body.purpose == "budget_square":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from models.proposal import Actor
 from models.rules import PinnedRules
 
 
@@ -88,8 +89,10 @@ class AskStart:
 
 @dataclass
 class AskReview:
-    actor_department: str | None
-    actor_role: str
+    """The asking department's published review of the results: what it makes of them, and
+    what it will do (process.md §2)."""
+
+    actor: Actor
     summary: str
     actions: str
 

@@ -15,6 +15,9 @@ from models.rules import PinnedRules
 
 class Status(StrEnum):
     RIPENING = "ripening"
+    AGENDA_SELECTION = "agenda_selection"
+    FORUM = "forum"
+    NOT_SELECTED = "not_selected"
     DEPT_REVIEW = "dept_review"
     REJECTED = "rejected"
     COMMITTEE_SCREENING = "committee_screening"
@@ -32,6 +35,8 @@ class Status(StrEnum):
 
 TERMINAL = frozenset(
     {
+        Status.FORUM,
+        Status.NOT_SELECTED,
         Status.REJECTED,
         Status.DISCARDED,
         Status.DROPPED,
@@ -44,6 +49,7 @@ TERMINAL = frozenset(
 WITHDRAWABLE = frozenset(
     {
         Status.RIPENING,
+        Status.AGENDA_SELECTION,
         Status.DEPT_REVIEW,
         Status.COMMITTEE_SCREENING,
         Status.PLANNING,
@@ -172,6 +178,46 @@ class PlanSummary:
 
 
 @dataclass
+class AgendaPlan:
+    """The agenda planning group's shaping of a popular proposal into a forum agenda."""
+
+    actor: Actor
+    agenda_title: str
+    summary: str
+    forum_kind: str  # for_against | discussion
+    selection_draw_id: str | None = None
+    selection_members: int | None = None
+
+
+@dataclass
+class AgendaDecision:
+    """The agenda selection group's decision, entered by the committee secretariat."""
+
+    actor: Actor
+    hold_forum: bool
+    votes_for: int
+    votes_against: int
+    reason: str
+
+
+@dataclass
+class AgendaState:
+    threshold_at: datetime
+    decision_from: datetime
+    due_at: datetime
+    agenda_title: str | None = None
+    summary: str | None = None
+    forum_kind: str | None = None
+    selection_draw_id: str | None = None
+    selection_members: int | None = None
+    hold_forum: bool | None = None
+    votes_for: int | None = None
+    votes_against: int | None = None
+    reason: str | None = None
+    forum_id: str | None = None
+
+
+@dataclass
 class ProposalState:
     """Where a case stands: the workflow's own state, projected to Postgres at every step."""
 
@@ -187,6 +233,7 @@ class ProposalState:
     plan: PlanSummary | None = None
     vote: VoteState | None = None
     progress_pct: int | None = None
+    agenda: AgendaState | None = None
 
 
 @dataclass

@@ -47,6 +47,7 @@ class Proposal(SQLModel, table=True):
     plan: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     vote: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     progress_pct: int | None = None
+    agenda: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     projection_seq: int = 0
     updated_at: datetime | None = _tz(nullable=True)
     # Written by the tally activity only: once set, no ballot is accepted.
@@ -196,4 +197,6 @@ class SortitionDraw(SQLModel, table=True):
     members_digest: str | None = None
     created_by: str
     created_at: datetime = _tz(nullable=False)
-    revealed_at: datetime | None = _tz(nullable=True)
+    revealed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

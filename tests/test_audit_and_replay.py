@@ -28,6 +28,9 @@ RECORDED_PATHS = {
     "vote_not_passed",
     "completed_non_budget",
     "completed_budget_late",
+    "ask_published_late",
+    "forum_eligible_handed_off",
+    "linked_forum_decided",
 }
 
 

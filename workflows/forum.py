@@ -51,7 +51,8 @@ class ForumWorkflow:
             raise ApplicationError(f"rulebook {start.rules.name} has no forum rules")
         now = workflow.now()
         self._state.opens_at = now
-        self._state.closes_at = add_days(now, book.forum.days)
+        closes_at = add_days(now, book.forum.days)
+        self._state.closes_at = closes_at
         await workflow.execute_activity_method(
             OpinionBoxes.open_box, start.forum_id, **activity_options()
         )
@@ -60,9 +61,9 @@ class ForumWorkflow:
             "opened",
             Role.ADMIN if start.origin_proposal_id is None else Role.SYSTEM,
             f"{start.kind.value} forum{origin}, rulebook {start.rules.name} "
-            f"({start.rules.content_hash}); open until {in_seoul(self._state.closes_at).isoformat()}",
+            f"({start.rules.content_hash}); open until {in_seoul(closes_at).isoformat()}",
         )
-        await workflow.sleep(self._state.closes_at - now)
+        await workflow.sleep(closes_at - now)
         tally = await workflow.execute_activity_method(
             OpinionBoxes.close_and_count, start.forum_id, **activity_options()
         )

@@ -18,17 +18,24 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 from workflows.common import OPERATIONS, activity_options, await_answer, reject, require_text
+from workflows.forum import ForumWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.ballots import BallotBox
+    from activities.forums import ForumOpening, ForumRecords, forum_workflow_id
     from activities.records import CaseRecords
     from models.calendar import add_days, add_years, in_seoul
+    from models.deliberation import ForumKind, ForumStart
     from models.proposal import (
         TERMINAL,
         WITHDRAWABLE,
         Actor,
+        AgendaDecision,
+        AgendaPlan,
+        AgendaState,
         AppropriatenessVerdict,
         Assignment,
         ErrorType,
@@ -49,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.rules import ProposalRules
 
+AGENDA_SELECTION_GROUP = "agenda-selection-group"
 SCREENING_CRITERIA = ("necessity", "changeability", "feasibility", "impact")
 
 
@@ -66,6 +74,10 @@ class ProposalWorkflow:
         self._state = ProposalState(proposal_id=start.proposal_id)
         self._timeline: list[TimelineEntry] = []
         self._threshold_reached = False
+        #: The linked-budget path (seoul-2020 and later); None under seoul-2018.
+        self._linked = book.linked
+        self._agenda_group_size = book.sortition.agenda_group_size if book.sortition else None
+        self._forum_threshold_reached = False
         #: Increases at every change of stage, so a wait can tell "left this stage" even when
         #: the next stage has the same status (a revised plan is checked again).
         self._stage_no = 0
@@ -89,6 +101,8 @@ class ProposalWorkflow:
             Role.CITIZEN,
             f"rulebook {start.rules.name} ({start.rules.content_hash})",
         )
+        if self._linked is not None:
+            await self._linked_support_window()
         while self._state.status not in TERMINAL:
             status = self._state.status
             if status is Status.RIPENING:
@@ -116,11 +130,56 @@ class ProposalWorkflow:
                 await self._await_answer()
             elif status is Status.VOTING:
                 await self._run_vote()
+            elif status is Status.AGENDA_SELECTION:
+                await self._await_answer()
             else:
                 await self._await_stage_change()
         # The handler that made the last transition may still be writing its projection.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
+
+    async def _linked_support_window(self) -> None:
+        """Linked path (process.md §4): enough supports within the window → agenda selection.
+
+        Reading: while the window runs, the 2018 trigger (10 supports → department review) waits,
+        so one proposal never runs two decision tracks at once; when the window closes short of
+        the forum threshold, the proposal goes on under the 2018 rules of its rulebook, and
+        to department review at once if it already has their 10 supports.
+        """
+        linked = self._linked
+        assert linked is not None
+        window = timedelta(days=linked.support_window_days)
+        try:
+            await workflow.wait_condition(
+                lambda: self._forum_threshold_reached or self._state.status is not Status.RIPENING,
+                timeout=window,
+            )
+        except TimeoutError:
+            await self._record(
+                "support_window_closed",
+                Role.SYSTEM,
+                f"fewer than {linked.forum_support_threshold} supports within "
+                f"{linked.support_window_days} days; the proposal pipeline continues",
+            )
+            return
+        if self._state.status is not Status.RIPENING:
+            return
+        now = workflow.now()
+        self._state.agenda = AgendaState(
+            threshold_at=now,
+            decision_from=add_days(now, linked.agenda_min_days),
+            due_at=add_days(now, linked.agenda_max_days),
+        )
+        await self._enter(
+            Status.AGENDA_SELECTION,
+            "forum_threshold_reached",
+            Role.SYSTEM,
+            f"{linked.forum_support_threshold} supports within {linked.support_window_days} days;"
+            f" the selection group decides between "
+            f"{in_seoul(self._state.agenda.decision_from).isoformat()} and "
+            f"{in_seoul(self._state.agenda.due_at).isoformat()}",
+            due_at=self._state.agenda.due_at,
+        )
 
     async def _await_stage_change(self) -> None:
         stage_no = self._stage_no
@@ -180,6 +239,128 @@ class ProposalWorkflow:
     def support_threshold_reached(self) -> None:
         """Sent when the supports counted in Postgres reach the threshold; idempotent."""
         self._threshold_reached = True
+
+    @workflow.signal
+    def forum_threshold_reached(self) -> None:
+        """Sent when the supports reach the linked path's forum threshold; idempotent."""
+        self._forum_threshold_reached = True
+
+    @workflow.update
+    async def plan_agenda(self, command: AgendaPlan) -> ProposalState:
+        agenda = self._state.agenda
+        assert agenda is not None
+        revised = agenda.agenda_title is not None
+        agenda.agenda_title = command.agenda_title
+        agenda.summary = command.summary
+        agenda.forum_kind = command.forum_kind
+        agenda.selection_draw_id = command.selection_draw_id
+        agenda.selection_members = command.selection_members
+        group = (
+            f"; selection group: draw {command.selection_draw_id} "
+            f"({command.selection_members} members)"
+            if command.selection_draw_id
+            else ""
+        )
+        await self._record(
+            "agenda_revised" if revised else "agenda_planned",
+            command.actor.role,
+            f"{command.forum_kind} agenda: {command.agenda_title}{group}",
+        )
+        return self._state
+
+    @plan_agenda.validator
+    def _validate_plan_agenda(self, command: AgendaPlan) -> None:
+        self._require_role(command.actor, Role.ADMIN)
+        self._require_status(Status.AGENDA_SELECTION)
+        require_text(command.agenda_title, "agenda_title")
+        require_text(command.summary, "summary")
+        if command.forum_kind not in ("for_against", "discussion"):
+            raise reject(ErrorType.INVALID, "forum_kind must be for_against or discussion")
+
+    @workflow.update
+    async def decide_agenda(self, command: AgendaDecision) -> ProposalState:
+        agenda = self._state.agenda
+        assert agenda is not None
+        agenda.hold_forum = command.hold_forum
+        agenda.votes_for = command.votes_for
+        agenda.votes_against = command.votes_against
+        agenda.reason = command.reason
+        late = " (decided after the deadline)" if self._state.overdue else ""
+        votes = f"{command.votes_for} for, {command.votes_against} against"
+        if not command.hold_forum:
+            self._state.decision_reason = command.reason
+            await self._enter(
+                Status.NOT_SELECTED,
+                "forum_declined",
+                command.actor.role,
+                f"{votes}: {command.reason}{late}",
+            )
+            return self._state
+        agenda.forum_id = str(workflow.uuid4())
+        await self._open_forum(agenda)
+        await self._enter(
+            Status.FORUM,
+            "forum_decided",
+            command.actor.role,
+            f"{votes}: {command.reason}{late}; forum {agenda.forum_id} opened. From now on the "
+            "proposer's withdrawal no longer stops it",
+        )
+        return self._state
+
+    @decide_agenda.validator
+    def _validate_decide_agenda(self, command: AgendaDecision) -> None:
+        self._require_role(command.actor, Role.COMMITTEE)
+        self._require_status(Status.AGENDA_SELECTION)
+        agenda = self._state.agenda
+        assert agenda is not None
+        if agenda.agenda_title is None:
+            raise reject(ErrorType.CONFLICT, "the planning group's agenda comes first")
+        if workflow.now() < agenda.decision_from:
+            raise reject(
+                ErrorType.CONFLICT,
+                "the selection group decides no earlier than "
+                f"{in_seoul(agenda.decision_from).isoformat()} (linked.agenda_min_days)",
+            )
+        require_text(command.reason, "reason")
+        if command.votes_for < 0 or command.votes_against < 0:
+            raise reject(ErrorType.INVALID, "votes must not be negative")
+        size = agenda.selection_members or self._agenda_group_size
+        if size is not None and command.votes_for + command.votes_against > size:
+            raise reject(ErrorType.INVALID, f"more votes than the {size} members of the group")
+        if command.hold_forum != (command.votes_for > command.votes_against):
+            raise reject(
+                ErrorType.INVALID,
+                "hold_forum must follow the group's majority (votes_for > votes_against)",
+            )
+
+    async def _open_forum(self, agenda: AgendaState) -> None:
+        """Hold the forum: its record, then its own workflow, which outlives this one."""
+        assert agenda.forum_id and agenda.agenda_title and agenda.summary and agenda.forum_kind
+        kind = ForumKind(agenda.forum_kind)
+        await workflow.execute_activity_method(
+            ForumRecords.record_forum,
+            ForumOpening(
+                forum_id=agenda.forum_id,
+                title=agenda.agenda_title,
+                body=agenda.summary,
+                kind=kind,
+                rules=self._start.rules,
+                created_by=AGENDA_SELECTION_GROUP,
+                origin_proposal_id=self._start.proposal_id,
+            ),
+            **activity_options(),
+        )
+        await workflow.start_child_workflow(
+            ForumWorkflow.run,
+            ForumStart(
+                forum_id=agenda.forum_id,
+                kind=kind,
+                rules=self._start.rules,
+                origin_proposal_id=self._start.proposal_id,
+            ),
+            id=forum_workflow_id(agenda.forum_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
 
     @workflow.update
     async def assign(self, command: Assignment) -> ProposalState:
@@ -359,6 +540,8 @@ class ProposalWorkflow:
         return self._state.plan.cost_krw if self._state.plan else 0
 
     def _responsible_department(self) -> str:
+        if self._state.status is Status.AGENDA_SELECTION:
+            return AGENDA_SELECTION_GROUP
         if self._state.status is Status.DEPT_REVIEW:
             return self._state.department or OPERATIONS
         return self._state.executing_department or OPERATIONS
@@ -394,7 +577,7 @@ class ProposalWorkflow:
         self._state.status = status
         self._state.due_at = due_at
         self._state.overdue = False
-        if status not in (Status.RIPENING, Status.DEPT_REVIEW):
+        if status not in (Status.RIPENING, Status.DEPT_REVIEW, Status.AGENDA_SELECTION):
             self._state.supports_open = False
         self._stage_no += 1
         return await self._record(event, role, note)
