@@ -129,6 +129,7 @@ class CaseRecords:
                 "eligible_for_deliberation": state.eligible_for_deliberation,
                 "budget_year": state.budget_year,
                 "carried_over": state.carried_over,
+                "recommendation": state.recommendation,
                 **_tally_columns(state.tally),
             },
         )

@@ -16,7 +16,13 @@ from api.auth import CurrentPrincipal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import not_found
 from api.idempotency import run_once
-from api.proposal_service import pinned_rules, timeline
+from api.proposal_service import (
+    decide_case,
+    pinned_rules,
+    revealed_draw_size,
+    timeline,
+    update_id,
+)
 from api.schemas import (
     ForumCreate,
     ForumOut,
@@ -26,11 +32,12 @@ from api.schemas import (
     ParticipationCreate,
     ParticipationOut,
     PostOut,
+    RecommendationRequest,
     ReportCreate,
     ReportOut,
     Timeline,
 )
-from models.deliberation import ForumKind, ForumStart
+from models.deliberation import ForumKind, ForumStart, Recommendation
 from models.deliberation_tables import Forum
 from models.proposal import Role
 from rulebooks import DEFAULT_DELIBERATION_RULEBOOK
@@ -80,6 +87,8 @@ async def _open_forum(ctx: AppContext, created_by: str, body: ForumCreate) -> Fo
         panel_draw_id=body.panel_draw_id,
     )
     async with ctx.sessions() as session, session.begin():
+        if body.panel_draw_id is not None:
+            await revealed_draw_size(session, body.panel_draw_id, field="panel_draw_id")
         await insert_forum(session, opening, await ctx.clock.now())
         await ctx.temporal.start_workflow(
             ForumWorkflow.run,
@@ -88,6 +97,7 @@ async def _open_forum(ctx: AppContext, created_by: str, body: ForumCreate) -> Fo
                 kind=opening.kind,
                 rules=pinned,
                 origin_proposal_id=opening.origin_proposal_id,
+                panel_draw_id=opening.panel_draw_id,
             ),
             id=forum_workflow_id(opening.forum_id),
             task_queue=ctx.settings.task_queue,
@@ -193,3 +203,30 @@ async def moderate_post(
 ) -> ModerationOut:
     require_role(principal, Role.ADMIN)
     return await opinion_service.moderate_post(ctx, principal, forum_id, post_id, body)
+
+
+@router.post("/{forum_id}/recommendation", response_model=ForumOut)
+async def publish_recommendation(
+    forum_id: str,
+    body: RecommendationRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> ForumOut:
+    """A public deliberation ends with its policy recommendation, published after the close."""
+    require_role(principal, Role.ADMIN)
+
+    async def reload_forum() -> ForumOut:
+        async with ctx.sessions() as session:
+            return forum_out(await load_forum(session, forum_id))
+
+    await reload_forum()
+    return await decide_case(
+        ctx,
+        forum_workflow_id(forum_id),
+        ForumWorkflow.publish_recommendation,
+        Recommendation(actor_role=principal.role.value, text=body.text),
+        request_id=update_id("publish_recommendation", principal, idempotency_key),
+        reload_case=reload_forum,
+        what="forum",
+    )

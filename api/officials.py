@@ -110,7 +110,12 @@ async def plan_agenda(
     members = None
     if body.selection_draw_id is not None:
         async with ctx.sessions() as session:
-            members = await service.selection_group_size(session, body.selection_draw_id)
+            members = await service.revealed_draw_size(
+                session,
+                body.selection_draw_id,
+                field="selection_draw_id",
+                purpose="agenda_selection_group",
+            )
     command = AgendaPlan(
         actor=principal.actor(),
         agenda_title=body.agenda_title,

@@ -336,11 +336,13 @@ def agenda_out(row: Proposal) -> AgendaOut:
     )
 
 
-async def selection_group_size(session: AsyncSession, draw_id: str) -> int:
-    """The members of a revealed agenda-selection-group draw; 422 naming the field if unfit."""
+async def revealed_draw_size(
+    session: AsyncSession, draw_id: str, *, field: str, purpose: str | None = None
+) -> int:
+    """The number of members of a revealed sortition draw; 422 naming `field` if unfit."""
     draw = await session.get(SortitionDraw, draw_id)
-    if draw is None or draw.purpose != "agenda_selection_group":
-        raise Problem(422, "no agenda_selection_group draw with this id", field="selection_draw_id")
+    if draw is None or (purpose is not None and draw.purpose != purpose):
+        raise Problem(422, f"no {purpose or 'sortition'} draw with this id", field=field)
     if draw.status != "revealed" or draw.members is None:
-        raise Problem(422, "the draw is not revealed yet", field="selection_draw_id")
+        raise Problem(422, "the draw is not revealed yet", field=field)
     return len(draw.members)

@@ -268,6 +268,11 @@ class ForumOut(BaseModel):
     eligible_for_deliberation: bool | None
     budget_year: int | None
     carried_over: bool | None
+    recommendation: str | None
+
+
+class RecommendationRequest(Body):
+    text: Text
 
 
 class ParticipationCreate(Body):

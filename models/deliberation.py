@@ -55,6 +55,15 @@ class ForumStart:
     kind: ForumKind
     rules: PinnedRules
     origin_proposal_id: str | None = None
+    #: A public deliberation (서울의 공론): a forum with a drawn citizen panel, which ends with
+    #: a published policy recommendation.
+    panel_draw_id: str | None = None
+
+
+@dataclass
+class Recommendation:
+    actor_role: str
+    text: str
 
 
 @dataclass
@@ -67,6 +76,7 @@ class ForumState:
     eligible_for_deliberation: bool | None = None
     budget_year: int | None = None
     carried_over: bool | None = None
+    recommendation: str | None = None
 
 
 @dataclass

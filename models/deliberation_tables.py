@@ -47,6 +47,7 @@ class Forum(SQLModel, table=True):
     eligible_for_deliberation: bool | None = None
     budget_year: int | None = Field(default=None, index=True)
     carried_over: bool | None = None
+    recommendation: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     projection_seq: int = 0
     updated_at: datetime | None = _tz(nullable=True)
 

@@ -187,3 +187,77 @@ async def test_withdrawal_during_agenda_selection_stops_it(api: Api, system: Sta
     await api.wait_status(pid, "agenda_selection")
     withdrawn = expect(await api.post(f"/v1/proposals/{pid}/withdraw", proposer), 200)
     assert withdrawn["status"] == "withdrawn"
+
+
+async def revealed_draw(api: Api, purpose: str, size: int, pool_size: int = 120) -> str:
+    """A drawn citizen group, through the sortition API: pool, commitment, reveal."""
+    import hashlib
+
+    from models.sortition import DISTRICTS
+
+    admin = await api.official("admin")
+    name = f"pool-{purpose}-{next(_supporters)}"
+    members = [
+        {
+            "person_id": f"{name}-member-{i}",
+            "sex": "female" if i % 2 else "male",
+            "birth_year": 1950 + i % 50,
+            "district": DISTRICTS[i % len(DISTRICTS)],
+        }
+        for i in range(pool_size)
+    ]
+    expect(await api.post("/v1/sortition-pools", admin, {"name": name, "members": members}), 201)
+    seed = f"seed for {name}"
+    draw = expect(
+        await api.post(
+            "/v1/sortitions",
+            admin,
+            {
+                "purpose": purpose,
+                "size": size,
+                "strata": ["sex"],
+                "pool": name,
+                "seed_commitment": hashlib.sha256(seed.encode()).hexdigest(),
+            },
+        ),
+        201,
+    )
+    expect(await api.post(f"/v1/sortitions/{draw['id']}/reveal", admin, {"seed": seed}), 200)
+    return str(draw["id"])
+
+
+async def test_the_selection_group_is_a_revealed_draw_of_20(api: Api, system: Stack) -> None:
+    pid = (await linked_proposal(api))["id"]
+    await support_many(system, pid, 500)
+    await api.wait_status(pid, "agenda_selection")
+    expect_problem(
+        await plan_agenda(api, pid, selection_draw_id="nope"), 422, field="selection_draw_id"
+    )
+    draw_id = await revealed_draw(api, "agenda_selection_group", 20)
+    planned = expect(await plan_agenda(api, pid, selection_draw_id=draw_id), 200)
+    assert planned["selection_group"] == {"draw_id": draw_id, "members_count": 20}
+
+
+async def test_public_deliberation_publishes_a_recommendation(api: Api, system: Stack) -> None:
+    from tests.test_forums import create_forum
+
+    panel = await revealed_draw(api, "other", 30)
+    forum = await create_forum(api, kind="discussion", panel_draw_id=panel)
+    fid = forum["id"]
+    admin = await api.official("admin")
+    path = f"/v1/forums/{fid}/recommendation"
+    expect_problem(await api.post(path, admin, {"text": "too early"}), 409)
+    plain = await create_forum(api)
+    await api.advance(days=30, seconds=1)
+    await wait_forum(api, fid, "closed")
+    expect_problem(await api.post(path, await api.official("committee"), {"text": "x"}), 403)
+    expect_problem(
+        await api.post(f"/v1/forums/{plain['id']}/recommendation", admin, {"text": "x"}), 409
+    )
+    published = expect(await api.post(path, admin, {"text": "Fund a pilot in 3 districts"}), 200)
+    assert published["recommendation"] == "Fund a pilot in 3 districts"
+    expect_problem(await api.post(path, admin, {"text": "again"}), 409)
+    events = [
+        t["event"] for t in expect(await api.http.get(f"/v1/forums/{fid}/timeline"), 200)["items"]
+    ]
+    assert events[-1] == "recommendation_published"

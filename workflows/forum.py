@@ -13,14 +13,21 @@ import copy
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows.common import activity_options
+from workflows.common import activity_options, reject, require_text
 
 with workflow.unsafe.imports_passed_through():
     from activities.opinions import OpinionBoxes
     from activities.records import CaseRecords, ForumProjection
     from models.calendar import add_days, deliberation_year, in_seoul
-    from models.deliberation import ForumKind, ForumStart, ForumState, ForumStatus, OpinionTally
-    from models.proposal import Role, TimelineEntry
+    from models.deliberation import (
+        ForumKind,
+        ForumStart,
+        ForumState,
+        ForumStatus,
+        OpinionTally,
+        Recommendation,
+    )
+    from models.proposal import ErrorType, Role, TimelineEntry
 
     # Imported here so the sandbox knows the module when it resolves ForumStart.rules's types.
     from models.rules import PinnedRules  # noqa: F401
@@ -84,7 +91,30 @@ class ForumWorkflow:
             await self._hand_off_to_budget_year(
                 book.budget.deliberation_window_start, book.budget.deliberation_window_end
             )
+        if start.panel_draw_id is not None:
+            await workflow.wait_condition(lambda: self._state.recommendation is not None)
+            await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
+
+    @workflow.update
+    async def publish_recommendation(self, recommendation: Recommendation) -> ForumState:
+        self._state.recommendation = recommendation.text
+        await self._record(
+            "recommendation_published", Role(recommendation.actor_role), recommendation.text
+        )
+        return self._state
+
+    @publish_recommendation.validator
+    def _validate_recommendation(self, recommendation: Recommendation) -> None:
+        if recommendation.actor_role != Role.ADMIN.value:
+            raise reject(ErrorType.FORBIDDEN, "only the operations team publishes")
+        if self._start.panel_draw_id is None:
+            raise reject(ErrorType.CONFLICT, "only a public deliberation has a recommendation")
+        if self._state.status is not ForumStatus.CLOSED:
+            raise reject(ErrorType.CONFLICT, "the recommendation follows the forum's close")
+        if self._state.recommendation is not None:
+            raise reject(ErrorType.CONFLICT, "the recommendation is already published")
+        require_text(recommendation.text, "text")
 
     async def _hand_off_to_budget_year(self, window_start: str, window_end: str) -> None:
         """THE hand-off of an eligible forum to the citizen council of a budget year.

@@ -1,4 +1,4 @@
-"""proposals.agenda: the agenda selection of a linked-path proposal
+"""proposals.agenda (agenda selection of linked proposals); forums.recommendation
 
 Revision ID: 0004
 Revises: 0003
@@ -22,7 +22,9 @@ def upgrade() -> None:
         "proposals",
         sa.Column("agenda", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     )
+    op.add_column("forums", sa.Column("recommendation", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("forums", "recommendation")
     op.drop_column("proposals", "agenda")
