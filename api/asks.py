@@ -22,14 +22,9 @@ from api.schemas import (
     AskCreate,
     AskOut,
     AskReviewRequest,
-    ModerationOut,
-    ModerationRequest,
     Page,
     ParticipationCreate,
     ParticipationOut,
-    PostOut,
-    ReportCreate,
-    ReportOut,
     Timeline,
 )
 from models.deliberation import AskReview, AskStart, ForumKind
@@ -205,28 +200,6 @@ async def take_part(
     )
 
 
-@router.get("/{ask_id}/posts", response_model=Page[PostOut])
-async def ask_posts(ask_id: str, session: Session) -> Page[PostOut]:
-    await load_ask(session, ask_id)
-    return await opinion_service.visible_posts(session, ask_id)
-
-
-@router.post("/{ask_id}/posts/{post_id}/reports", status_code=201, response_model=ReportOut)
-async def report_post(
-    ask_id: str, post_id: str, body: ReportCreate, ctx: Ctx, principal: CurrentPrincipal
-) -> ReportOut:
-    require_role(principal, Role.CITIZEN)
-    return await opinion_service.report_post(ctx, principal, ask_id, post_id, body.reason)
-
-
-@router.post("/{ask_id}/posts/{post_id}/moderation", response_model=ModerationOut)
-async def moderate_post(
-    ask_id: str, post_id: str, body: ModerationRequest, ctx: Ctx, principal: CurrentPrincipal
-) -> ModerationOut:
-    require_role(principal, Role.ADMIN)
-    return await opinion_service.moderate_post(ctx, principal, ask_id, post_id, body)
-
-
 @router.post("/{ask_id}/review", response_model=AskOut)
 async def review_ask(
     ask_id: str,
@@ -250,3 +223,6 @@ async def review_ask(
         reload_case=lambda: reload_ask(ctx, ask_id),
         what="ask",
     )
+
+
+opinion_service.add_post_routes(router, load_ask)

@@ -26,15 +26,10 @@ from api.proposal_service import (
 from api.schemas import (
     ForumCreate,
     ForumOut,
-    ModerationOut,
-    ModerationRequest,
     Page,
     ParticipationCreate,
     ParticipationOut,
-    PostOut,
     RecommendationRequest,
-    ReportCreate,
-    ReportOut,
     Timeline,
 )
 from models.deliberation import ForumKind, ForumStart, Recommendation
@@ -183,28 +178,6 @@ async def take_part(
     )
 
 
-@router.get("/{forum_id}/posts", response_model=Page[PostOut])
-async def forum_posts(forum_id: str, session: Session) -> Page[PostOut]:
-    await load_forum(session, forum_id)
-    return await opinion_service.visible_posts(session, forum_id)
-
-
-@router.post("/{forum_id}/posts/{post_id}/reports", status_code=201, response_model=ReportOut)
-async def report_post(
-    forum_id: str, post_id: str, body: ReportCreate, ctx: Ctx, principal: CurrentPrincipal
-) -> ReportOut:
-    require_role(principal, Role.CITIZEN)
-    return await opinion_service.report_post(ctx, principal, forum_id, post_id, body.reason)
-
-
-@router.post("/{forum_id}/posts/{post_id}/moderation", response_model=ModerationOut)
-async def moderate_post(
-    forum_id: str, post_id: str, body: ModerationRequest, ctx: Ctx, principal: CurrentPrincipal
-) -> ModerationOut:
-    require_role(principal, Role.ADMIN)
-    return await opinion_service.moderate_post(ctx, principal, forum_id, post_id, body)
-
-
 @router.post("/{forum_id}/recommendation", response_model=ForumOut)
 async def publish_recommendation(
     forum_id: str,
@@ -230,3 +203,6 @@ async def publish_recommendation(
         reload_case=reload_forum,
         what="forum",
     )
+
+
+opinion_service.add_post_routes(router, load_forum)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.opinions import ParticipationRefused, participate
-from api.auth import Principal
-from api.context import AppContext
+from api.auth import CurrentPrincipal, Principal, require_role
+from api.context import AppContext, Ctx, Session
 from api.errors import Problem, not_found
 from api.schemas import (
     ModerationOut,
@@ -18,9 +21,11 @@ from api.schemas import (
     ParticipationCreate,
     ParticipationOut,
     PostOut,
+    ReportCreate,
     ReportOut,
 )
 from models.deliberation_tables import ModerationAction, Post, PostReport
+from models.proposal import Role
 
 
 async def take_part(
@@ -119,3 +124,36 @@ async def moderate_post(
     return ModerationOut(
         post_id=post_id, hidden=hide, action=body.action, reason=body.reason, at=now
     )
+
+
+def add_post_routes(
+    router: APIRouter, load_case: Callable[[AsyncSession, str], Awaitable[object]]
+) -> None:
+    """The opinion-post endpoints of a case kind (forums, asks): list, report, moderate.
+
+    `load_case` raises 404 for an unknown case.
+    """
+    base = "/{case_id}/posts"
+
+    @router.get(base, response_model=Page[PostOut])
+    async def list_posts(case_id: str, session: Session) -> Page[PostOut]:
+        await load_case(session, case_id)
+        return await visible_posts(session, case_id)
+
+    @router.post(base + "/{post_id}/reports", status_code=201, response_model=ReportOut)
+    async def report(
+        case_id: str, post_id: str, body: ReportCreate, ctx: Ctx, principal: CurrentPrincipal
+    ) -> ReportOut:
+        require_role(principal, Role.CITIZEN)
+        return await report_post(ctx, principal, case_id, post_id, body.reason)
+
+    @router.post(base + "/{post_id}/moderation", response_model=ModerationOut)
+    async def moderate(
+        case_id: str,
+        post_id: str,
+        body: ModerationRequest,
+        ctx: Ctx,
+        principal: CurrentPrincipal,
+    ) -> ModerationOut:
+        require_role(principal, Role.ADMIN)
+        return await moderate_post(ctx, principal, case_id, post_id, body)
