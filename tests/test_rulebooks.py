@@ -95,3 +95,13 @@ def test_quorum_follows_the_cost(cost_krw: int, quorum: int) -> None:
 )
 def test_pass_rule(yes: int, turnout: int, quorum: int, passed: bool) -> None:
     assert RULES.passes(yes=yes, turnout=turnout, quorum=quorum) is passed
+
+
+def test_published_rulebook_hashes_never_change() -> None:
+    """Running cases pin these hashes: a schema change must not alter a published rulebook's."""
+    assert SEOUL_2018.content_hash == (
+        "sha256:ca94118a98c30ae90d2c947660709caeabf24a8f7ab32a9df2a22c59d9ac91da"
+    )
+    assert rulebooks.load("seoul-2020").content_hash == (
+        "sha256:154b4bcc2a029a0bfd84073ddeb823532fc937b3923259a1c22dcde1c412187d"
+    )
