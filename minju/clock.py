@@ -17,7 +17,6 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from minju.config import ClockMode
 
-
 STALLED_SLEEP_RETRY = timedelta(seconds=2)
 
 
