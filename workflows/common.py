@@ -98,3 +98,22 @@ async def await_answer(
         )
         first = False
         timeout = reminder
+
+
+def next_entry(
+    timeline: list[TimelineEntry], stage: str, event: str, role: Role, note: str
+) -> TimelineEntry:
+    """Append a case's next timeline entry: its sequence number, the workflow's time, the stage.
+
+    The caller projects it (with a copy of the state) through its case kind's activity.
+    """
+    entry = TimelineEntry(
+        seq=len(timeline) + 1,
+        at=workflow.now(),
+        stage=stage,
+        event=event,
+        actor_role=role,
+        note=note,
+    )
+    timeline.append(entry)
+    return entry

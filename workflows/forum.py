@@ -13,7 +13,7 @@ import copy
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows.common import activity_options, reject, require_text
+from workflows.common import activity_options, next_entry, reject, require_text
 
 with workflow.unsafe.imports_passed_through():
     from activities.opinions import OpinionBoxes
@@ -135,15 +135,7 @@ class ForumWorkflow:
         )
 
     async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
-        entry = TimelineEntry(
-            seq=len(self._timeline) + 1,
-            at=workflow.now(),
-            stage=self._state.status.value,
-            event=event,
-            actor_role=role,
-            note=note,
-        )
-        self._timeline.append(entry)
+        entry = next_entry(self._timeline, self._state.status.value, event, role, note)
         await workflow.execute_activity_method(
             CaseRecords.project_forum,
             ForumProjection(state=copy.deepcopy(self._state), entry=entry),

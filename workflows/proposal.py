@@ -20,7 +20,14 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
-from workflows.common import OPERATIONS, activity_options, await_answer, reject, require_text
+from workflows.common import (
+    OPERATIONS,
+    activity_options,
+    await_answer,
+    next_entry,
+    reject,
+    require_text,
+)
 from workflows.forum import ForumWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -583,15 +590,7 @@ class ProposalWorkflow:
         return await self._record(event, role, note)
 
     async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
-        entry = TimelineEntry(
-            seq=len(self._timeline) + 1,
-            at=workflow.now(),
-            stage=self._state.status,
-            event=event,
-            actor_role=role,
-            note=note,
-        )
-        self._timeline.append(entry)
+        entry = next_entry(self._timeline, self._state.status, event, role, note)
         await workflow.execute_activity_method(
             CaseRecords.project_proposal,
             Projection(state=copy.deepcopy(self._state), entry=entry),
