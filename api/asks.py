@@ -40,14 +40,7 @@ ASK_SECTIONS = ("ask", "escalation")
 
 
 def ask_out(row: Ask) -> AskOut:
-    """The API's names for the tally columns (`for` is a Python keyword)."""
-    fields = row.model_dump()
-    fields |= {
-        "for": row.for_count,
-        "against": row.against_count,
-        "other": row.other_count,
-    }
-    return AskOut.model_validate(fields)
+    return AskOut.model_validate(opinion_service.with_tally_names(row))
 
 
 async def load_ask(session: Session, ask_id: str) -> Ask:
@@ -146,22 +139,19 @@ async def list_asks(
     status: Annotated[str | None, Query(pattern="^(scheduled|open|dept_review|published)$")] = None,
     department: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,9}$")] = None,
 ) -> Page[AskOut]:
     query = select(Ask)
     if status is not None:
         query = query.where(col(Ask.status) == status)
     if department is not None:
         query = query.where(col(Ask.department) == department)
-    rows = (
-        await session.exec(
-            query.order_by(col(Ask.created_at).desc(), col(Ask.id)).offset(offset).limit(limit + 1)
-        )
-    ).all()
-    more = len(rows) > limit
-    return Page[AskOut](
-        items=[ask_out(r) for r in rows[:limit]],
-        next_cursor=str(offset + limit) if more else None,
+    return await opinion_service.offset_page(
+        session,
+        query.order_by(col(Ask.created_at).desc(), col(Ask.id)),
+        limit=limit,
+        offset=int(cursor or 0),
+        to_out=ask_out,
     )
 
 

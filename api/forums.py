@@ -45,14 +45,7 @@ FORUM_SECTIONS = ("forum", "linked", "budget")
 
 
 def forum_out(row: Forum) -> ForumOut:
-    """The API's names for the tally columns (`for` is a Python keyword)."""
-    fields = row.model_dump()
-    fields |= {
-        "for": row.for_count,
-        "against": row.against_count,
-        "other": row.other_count,
-    }
-    return ForumOut.model_validate(fields)
+    return ForumOut.model_validate(opinion_service.with_tally_names(row))
 
 
 async def load_forum(session: Session, forum_id: str) -> Forum:
@@ -123,7 +116,7 @@ async def list_forums(
     budget_year: Annotated[int | None, Query(ge=2000, le=2200)] = None,
     origin_proposal_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,9}$")] = None,
 ) -> Page[ForumOut]:
     query = select(Forum)
     if status is not None:
@@ -132,17 +125,12 @@ async def list_forums(
         query = query.where(col(Forum.budget_year) == budget_year)
     if origin_proposal_id is not None:
         query = query.where(col(Forum.origin_proposal_id) == origin_proposal_id)
-    rows = (
-        await session.exec(
-            query.order_by(col(Forum.created_at).desc(), col(Forum.id))
-            .offset(offset)
-            .limit(limit + 1)
-        )
-    ).all()
-    more = len(rows) > limit
-    return Page[ForumOut](
-        items=[forum_out(r) for r in rows[:limit]],
-        next_cursor=str(offset + limit) if more else None,
+    return await opinion_service.offset_page(
+        session,
+        query.order_by(col(Forum.created_at).desc(), col(Forum.id)),
+        limit=limit,
+        offset=int(cursor or 0),
+        to_out=forum_out,
     )
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from activities.opinions import ParticipationRefused, participate
 from api.auth import CurrentPrincipal, Principal, require_role
@@ -26,6 +29,9 @@ from api.schemas import (
 )
 from models.deliberation_tables import ModerationAction, Post, PostReport
 from models.proposal import Role
+
+CaseRow = TypeVar("CaseRow", bound=SQLModel)
+OutT = TypeVar("OutT", bound=BaseModel)
 
 
 async def take_part(
@@ -157,3 +163,30 @@ def add_post_routes(
     ) -> ModerationOut:
         require_role(principal, Role.ADMIN)
         return await moderate_post(ctx, principal, case_id, post_id, body)
+
+
+def with_tally_names(row: SQLModel) -> dict[str, Any]:
+    """A forum's or ask's row with the API's names for its counts (`for` is a keyword)."""
+    fields = row.model_dump()
+    fields |= {
+        "for": fields.pop("for_count"),
+        "against": fields.pop("against_count"),
+        "other": fields.pop("other_count"),
+    }
+    return fields
+
+
+async def offset_page(
+    session: AsyncSession,
+    query: SelectOfScalar[CaseRow],
+    *,
+    limit: int,
+    offset: int,
+    to_out: Callable[[CaseRow], OutT],
+) -> Page[OutT]:
+    """One page of cases, newest first; `next_cursor` is the next offset, or null at the end."""
+    rows = (await session.exec(query.offset(offset).limit(limit + 1))).all()
+    return Page[OutT](
+        items=[to_out(r) for r in rows[:limit]],
+        next_cursor=str(offset + limit) if len(rows) > limit else None,
+    )

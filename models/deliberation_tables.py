@@ -19,7 +19,18 @@ def _tz(**kwargs: Any) -> Any:
     return Field(sa_column=Column(DateTime(timezone=True), **kwargs))
 
 
-class Forum(SQLModel, table=True):
+class OpinionCounts(SQLModel):
+    """The counts of a closed opinion box, projected by the case's workflow (null until close)."""
+
+    participants: int | None = None
+    for_count: int | None = None
+    against_count: int | None = None
+    other_count: int | None = None
+    opinions: int | None = None
+    digest: str | None = None
+
+
+class Forum(OpinionCounts, table=True):
     __tablename__ = "forums"
 
     id: str = Field(primary_key=True)
@@ -38,12 +49,6 @@ class Forum(SQLModel, table=True):
     status: str = "open"
     opens_at: datetime | None = _tz(nullable=True)
     closes_at: datetime | None = _tz(nullable=True)
-    participants: int | None = None
-    for_count: int | None = None
-    against_count: int | None = None
-    other_count: int | None = None
-    opinions: int | None = None
-    digest: str | None = None
     eligible_for_deliberation: bool | None = None
     budget_year: int | None = Field(default=None, index=True)
     carried_over: bool | None = None
@@ -52,7 +57,7 @@ class Forum(SQLModel, table=True):
     updated_at: datetime | None = _tz(nullable=True)
 
 
-class Ask(SQLModel, table=True):
+class Ask(OpinionCounts, table=True):
     """A "Seoul asks" case: a department asks citizens (process.md §2)."""
 
     __tablename__ = "asks"
@@ -70,12 +75,6 @@ class Ask(SQLModel, table=True):
     closes_at: datetime = _tz(nullable=False)
     # Written by the workflow projection only:
     status: str = "scheduled"
-    participants: int | None = None
-    for_count: int | None = None
-    against_count: int | None = None
-    other_count: int | None = None
-    opinions: int | None = None
-    digest: str | None = None
     due_at: datetime | None = _tz(nullable=True)
     overdue: bool = False
     review_summary: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
