@@ -8,6 +8,7 @@ projection never writes twice and never moves a row back.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,15 @@ from temporalio.exceptions import ApplicationError
 from models.deliberation import AskState, ForumState, OpinionTally
 from models.deliberation_tables import Ask, Forum
 from models.proposal import Projection, TimelineEntry
-from models.tables import Proposal, TimelineRow
+from models.tables import Notification, Proposal, TimelineRow
+
+log = logging.getLogger("minju.records")
+
+#: From this attempt on (about 30 s of retries), a failing projection raises the alarm, and
+#: again every ALERT_EVERY attempts after that: it is never given up on.
+ALERT_FROM_ATTEMPT = 5
+ALERT_EVERY = 20
+OPERATIONS = "operations"
 
 
 def _jsonable(value: Any) -> Any:
@@ -65,6 +74,44 @@ class CaseRecords:
         self._sessions = sessions
 
     async def _project(
+        self, table: type[SQLModel], case_id: str, entry: TimelineEntry, values: dict[str, Any]
+    ) -> None:
+        try:
+            await self._write(table, case_id, entry, values)
+        except Exception as exc:
+            attempt = activity.info().attempt
+            if attempt >= ALERT_FROM_ATTEMPT and (attempt - ALERT_FROM_ATTEMPT) % ALERT_EVERY == 0:
+                await self._alert_stuck(case_id, entry, attempt, exc)
+            raise
+
+    async def _alert_stuck(
+        self, case_id: str, entry: TimelineEntry, attempt: int, exc: Exception
+    ) -> None:
+        """Log, and leave a row for the operations team in the outbox if the database takes it."""
+        message = (
+            f"the projection of case {case_id} #{entry.seq} ({entry.event}) has failed "
+            f"{attempt} times and is still being retried: {type(exc).__name__}: {exc}"
+        )
+        log.error("projection stuck: %s", message)
+        try:
+            async with self._sessions() as session, session.begin():
+                await session.execute(
+                    insert(Notification)
+                    .values(
+                        key=f"projection-stuck:{case_id}:{entry.seq}:{attempt}",
+                        case_id=case_id,
+                        recipient=OPERATIONS,
+                        kind="projection_stuck",
+                        message=message.replace("\x00", "")[:2000],
+                        due_at=None,
+                        created_at=activity.info().current_attempt_scheduled_time,
+                    )
+                    .on_conflict_do_nothing(constraint="uq_notifications_key_recipient")
+                )
+        except Exception as outbox_exc:  # the database may be the very thing that is down
+            log.error("projection stuck: the outbox row could not be written: %s", outbox_exc)
+
+    async def _write(
         self, table: type[SQLModel], case_id: str, entry: TimelineEntry, values: dict[str, Any]
     ) -> None:
         async with self._sessions() as session, session.begin():

@@ -7,11 +7,22 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api import asks, auditors, citizens, dev, errors, forums, officials, sortition
+from api import (
+    asks,
+    auditors,
+    citizens,
+    dev,
+    errors,
+    forums,
+    officials,
+    openapi,
+    signal_outbox,
+    sortition,
+)
 from api.context import AppContext, Ctx
 from api.schemas import ClockResponse, Health
 from minju.clock import clock_for
@@ -38,9 +49,12 @@ def create_app(settings: Settings) -> FastAPI:
             temporal=client,
             clock=clock_for(settings.clock_mode, client),
         )
+        relay = asyncio.create_task(signal_outbox.relay_forever(app.state.ctx))
         try:
             yield
         finally:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
             await engine.dispose()
 
     app = FastAPI(
@@ -48,6 +62,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         summary="Citizen proposals, forums and budget cycles as durable processes.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(errors.reject_unwritable_parameters)],
     )
     errors.install(app)
     app.include_router(citizens.router)
@@ -79,4 +96,5 @@ def create_app(settings: Settings) -> FastAPI:
         body = Health(status="ok" if healthy else "degraded", temporal=temporal, database=database)
         return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
 
+    openapi.install(app)
     return app

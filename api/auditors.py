@@ -12,7 +12,7 @@ from activities.ballots import count_ballots
 from api import proposal_service as service
 from api.auth import CurrentPrincipal, Principal, require_role
 from api.context import AppContext, Ctx, Session
-from api.errors import not_found
+from api.errors import Problem, not_found
 from api.schemas import Recount, ReplayResult
 from models.proposal import Role
 from worker import WORKFLOWS
@@ -64,6 +64,9 @@ async def recount(ballot_id: str, session: Session, principal: CurrentPrincipal)
     """Count the ballot box of a proposal's vote again and compare with the recorded tally."""
     _require_auditor(principal)
     proposal = await service.load(session, ballot_id)
+    if proposal.tallied_at is None:
+        # Nobody, auditors and admins included, sees counts before the close (design.md, 7).
+        raise Problem(409, f"the vote is not closed (the proposal is {proposal.status})")
     tally = await count_ballots(session, proposal.id)
     recorded = proposal.vote or {}
     matches = None

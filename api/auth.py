@@ -2,10 +2,17 @@
 
 In production the city's identity provider signs the tokens; in dev and simulated mode
 `POST /v1/dev/tokens` does, with the same key (`MINJU_JWT_SECRET`).
+
+A token is accepted only if it is signed with HS256 by that key, says who issued it (`iss`,
+MINJU_JWT_ISSUER) and whom it is for (`aud`, MINJU_JWT_AUDIENCE), when it was issued (`iat`)
+and when it expires (`exp`). Its text claims are ids and codes that end up in the database and
+in logs, so one holding a control character or a bidirectional override, or too long, is
+refused as a whole (401) instead of failing later.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -14,10 +21,18 @@ import jwt
 from fastapi import Depends, Request
 
 from api.errors import Problem
+from minju.config import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
 from models.proposal import Actor, Role
 
 ALGORITHM = "HS256"
 RESIDENCIES = ("resident", "worker", "student", "organisation")
+#: Registered claims every token must carry.
+REQUIRED_CLAIMS = ("sub", "iss", "aud", "iat", "exp")
+#: Claims that must be text when present, and how long each may be.
+TEXT_CLAIMS = {"sub": 200, "role": 200, "dept": 200, "residency": 200, "sex": 200, "district": 200}
+#: Seconds of clock skew tolerated between the issuer and this server (exp, iat).
+LEEWAY_SECONDS = 30
+_BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
 
 
 @dataclass(frozen=True)
@@ -49,9 +64,41 @@ class Principal:
         return None
 
 
-def issue_token(secret: str, claims: dict[str, Any], *, ttl: timedelta = timedelta(days=30)) -> str:
+def claim_problem(name: str, value: object) -> str | None:
+    """Why the text claim `name` cannot be used (None if it can): the one check for tokens
+    received and for tokens `POST /v1/dev/tokens` is asked to issue."""
+    if not isinstance(value, str):
+        return f"{name} must be a string"
+    if name == "sub" and not value.strip():
+        return "sub must not be empty"
+    limit = TEXT_CLAIMS.get(name, 200)
+    if len(value) > limit:
+        return f"{name} is longer than {limit} characters"
+    for position, char in enumerate(value):
+        if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS:
+            return (
+                f"{name} must not contain control characters, lone surrogates or bidirectional "
+                f"overrides (found U+{ord(char):04X} at position {position})"
+            )
+    return None
+
+
+def issue_token(
+    secret: str,
+    claims: dict[str, Any],
+    *,
+    issuer: str = DEFAULT_JWT_ISSUER,
+    audience: str = DEFAULT_JWT_AUDIENCE,
+    ttl: timedelta = timedelta(days=30),
+) -> str:
     now = datetime.now(UTC)
-    payload = {**claims, "iat": int(now.timestamp()), "exp": int((now + ttl).timestamp())}
+    payload = {
+        **claims,
+        "iss": issuer,
+        "aud": audience,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+    }
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -62,11 +109,22 @@ def _principal_from(request: Request) -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Problem(401, "the Authorization header must be 'Bearer <token>'")
-    secret = request.app.state.ctx.settings.jwt_secret
+    settings = request.app.state.ctx.settings
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub"]})
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[ALGORITHM],
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway=LEEWAY_SECONDS,
+            options={"require": list(REQUIRED_CLAIMS)},
+        )
     except jwt.PyJWTError as exc:
         raise Problem(401, f"invalid token: {exc}") from exc
+    for name in TEXT_CLAIMS:
+        if claims.get(name) is not None and (reason := claim_problem(name, claims[name])):
+            raise Problem(401, f"invalid token: {reason}")
     try:
         role = Role(claims.get("role", ""))
     except ValueError as exc:

@@ -169,7 +169,7 @@ async def vote(
         return BallotReceipt(receipt=receipt.receipt)
 
     return await run_once(
-        ctx, principal, idempotency_key, f"POST ballots {proposal_id}", body, cast
+        ctx, principal, idempotency_key, f"POST ballots {proposal_id}", body, cast, secret=True
     )
 
 

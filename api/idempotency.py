@@ -2,15 +2,26 @@
 
 A placeholder row is claimed before the work runs, so two concurrent requests with one key
 cannot both create an object: the second gets 409 until the first is done, then the replay.
+
+A secret request (a ballot) must not leave its voter beside its receipt or choice (design.md,
+principle 7). Its record keeps neither the key nor anything readable: the key is stored as a
+digest, the request as a keyed hash, and the response sealed with AES-GCM under a key derived
+from the server's secret and the client's Idempotency-Key, which is never stored. Only the
+client holding the key can have its first response replayed; someone holding the database
+(or a backup) and even the server's secret cannot read it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -27,9 +38,35 @@ IN_PROGRESS = 0
 MAX_KEY_LENGTH = 200
 
 
+def _canonical(body: Any) -> bytes:
+    return json.dumps(jsonable_encoder(body), sort_keys=True, separators=(",", ":")).encode()
+
+
 def _request_hash(scope: str, body: Any) -> str:
-    canonical = json.dumps(jsonable_encoder(body), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{scope}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(scope.encode() + b"\n" + _canonical(body)).hexdigest()
+
+
+class _Seal:
+    """What a secret request's record holds instead of its key, request and response."""
+
+    def __init__(self, server_secret: str, principal: str, scope: str, key: str) -> None:
+        pepper = hmac.digest(server_secret.encode(), b"minju idempotency seal v1", "sha256")
+        self._key = hmac.digest(pepper, f"{principal}\n{scope}\n{key}".encode(), "sha256")
+        self.stored_key = (
+            "sealed:" + hashlib.sha256(b"minju idempotency key\n" + self._key).hexdigest()
+        )
+
+    def request_hash(self, body: Any) -> str:
+        return hmac.new(self._key, _canonical(body), "sha256").hexdigest()
+
+    def seal(self, response: Any) -> dict[str, Any]:
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(self._key).encrypt(nonce, _canonical(response), None)
+        return {"sealed": base64.b64encode(nonce + sealed).decode()}
+
+    def open(self, record: dict[str, Any]) -> Any:
+        raw = base64.b64decode(record["sealed"])
+        return json.loads(AESGCM(self._key).decrypt(raw[:12], raw[12:], None))
 
 
 async def run_once(
@@ -41,13 +78,21 @@ async def run_once(
     produce: Callable[[], Awaitable[BaseModel]],
     *,
     status_code: int = 201,
+    secret: bool = False,
 ) -> JSONResponse:
+    """Run `produce` once per (caller, key). `secret=True` for a request whose body or result
+    must not be readable beside the caller's id (see the module's docstring)."""
     if key is None:
         result = await produce()
         return JSONResponse(jsonable_encoder(result), status_code=status_code)
     if not 0 < len(key) <= MAX_KEY_LENGTH:
         raise Problem(400, "Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
-    request_hash = _request_hash(scope, body)
+    seal = _Seal(ctx.settings.jwt_secret, principal.sub, scope, key) if secret else None
+    if seal is not None:
+        key = seal.stored_key
+        request_hash = seal.request_hash(body)
+    else:
+        request_hash = _request_hash(scope, body)
     where = (col(IdempotencyRecord.principal) == principal.sub, col(IdempotencyRecord.key) == key)
     async with ctx.sessions() as session, session.begin():
         claimed = await session.execute(
@@ -77,7 +122,8 @@ async def run_once(
             )
         if record.status_code == IN_PROGRESS:
             raise Problem(409, "a request with this Idempotency-Key is still in progress")
-        return JSONResponse(record.response, status_code=record.status_code)
+        replay = seal.open(record.response) if seal is not None else record.response
+        return JSONResponse(replay, status_code=record.status_code)
     try:
         result = await produce()
     except BaseException:
@@ -85,10 +131,9 @@ async def run_once(
             await session.execute(delete(IdempotencyRecord).where(*where))
         raise
     encoded = jsonable_encoder(result)
+    stored = seal.seal(encoded) if seal is not None else encoded
     async with ctx.sessions() as session, session.begin():
         await session.execute(
-            update(IdempotencyRecord)
-            .where(*where)
-            .values(status_code=status_code, response=encoded)
+            update(IdempotencyRecord).where(*where).values(status_code=status_code, response=stored)
         )
     return JSONResponse(encoded, status_code=status_code)

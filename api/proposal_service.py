@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,14 +13,15 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 import rulebooks
+from api import signal_outbox
 from api.auth import Principal
 from api.context import AppContext
-from api.errors import Problem, not_found
+from api.errors import Problem, not_found, unavailable
 from api.schemas import (
     AgendaDecisionOut,
     AgendaOut,
@@ -35,9 +37,15 @@ from api.schemas import (
 )
 from models.proposal import ErrorType, ProposalStart, Status
 from models.tables import Comment, Proposal, SortitionDraw, Support, TimelineRow
+from models.text import unwritable_reason
 from workflows.proposal import ProposalWorkflow
 
-_ERROR_STATUS = {ErrorType.CONFLICT: 409, ErrorType.FORBIDDEN: 403, ErrorType.INVALID: 422}
+_ERROR_STATUS = {
+    ErrorType.CONFLICT: 409,
+    ErrorType.FORBIDDEN: 403,
+    ErrorType.INVALID: 422,
+    ErrorType.BUSY: 503,
+}
 
 
 def workflow_id(proposal_id: str) -> str:
@@ -117,7 +125,10 @@ def _encode_cursor(created_at: datetime, proposal_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        stamp, _, proposal_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
+        stamp, _, proposal_id = decoded.partition("|")
+        if unwritable_reason(decoded, single_line=True) is not None:
+            raise ValueError("a cursor holds no control characters")
         return datetime.fromisoformat(stamp), proposal_id
     except ValueError as exc:
         raise Problem(400, "cursor is not one this API returned", field="cursor") from exc
@@ -172,7 +183,8 @@ async def timeline(session: AsyncSession, case_id: str) -> Timeline:
 
 
 async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> SupportOut:
-    """One support per person; the support that reaches the threshold signals the workflow."""
+    """One support per person; the support that reaches a threshold signals the workflow."""
+    now = await ctx.clock.now()
     async with ctx.sessions() as session, session.begin():
         row = (
             await session.execute(
@@ -192,9 +204,7 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
             raise Problem(409, f"supports are closed (the proposal is {row.status})")
         inserted = await session.execute(
             insert(Support)
-            .values(
-                proposal_id=proposal_id, person_id=principal.sub, created_at=await ctx.clock.now()
-            )
+            .values(proposal_id=proposal_id, person_id=principal.sub, created_at=now)
             .on_conflict_do_nothing()
             .returning(col(Support.person_id))
         )
@@ -208,21 +218,32 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
                 .returning(col(Proposal.support_count))
             )
         ).scalar_one()
-    handle = ctx.temporal.get_workflow_handle(workflow_id(proposal_id))
-    ripening = row.status == Status.RIPENING.value
-    # The row lock makes exactly one request see the count reach a threshold. While the case
-    # still ripens, every further multiple of the threshold repeats the (idempotent) signal,
-    # so a signal lost to a crash between commit and send is recovered, at a bounded cost.
-    threshold = int(row.rules["proposal"]["review_support_threshold"])
-    if count == threshold or (ripening and count > threshold and count % threshold == 0):
-        await handle.signal(ProposalWorkflow.support_threshold_reached)
-    linked = row.rules.get("linked")
-    if linked is not None and ripening:
-        forum_threshold = int(linked["forum_support_threshold"])
-        window_ends = row.created_at + timedelta(days=int(linked["support_window_days"]))
-        if count >= forum_threshold and await ctx.clock.now() < window_ends:
-            await handle.signal(ProposalWorkflow.forum_threshold_reached)
+        # The row lock makes exactly one request see the count reach a threshold; its signal
+        # is committed with the support and sent after the commit (api/signal_outbox.py).
+        signals = _threshold_signals(proposal_id, row.rules, row.created_at, count, now)
+        for signal in signals:
+            await signal_outbox.enqueue(session, signal, now)
+    if signals:
+        await signal_outbox.send(ctx, signals)
     return SupportOut(proposal_id=proposal_id, support_count=count)
+
+
+def _threshold_signals(
+    proposal_id: str, rules: dict[str, Any], created_at: datetime, count: int, now: datetime
+) -> list[signal_outbox.Signal]:
+    """The signals the `count`-th support calls for: the review threshold, and on the linked
+    path within its support window the forum threshold (the workflow ignores what its stage
+    does not wait for)."""
+    target = workflow_id(proposal_id)
+    signals: list[signal_outbox.Signal] = []
+    if count == int(rules["proposal"]["review_support_threshold"]):
+        signals.append((target, "support_threshold_reached"))
+    linked = rules.get("linked")
+    if linked is not None and count == int(linked["forum_support_threshold"]):
+        window_ends = created_at + timedelta(days=int(linked["support_window_days"]))
+        if now < window_ends:
+            signals.append((target, "forum_threshold_reached"))
+    return signals
 
 
 async def comment(ctx: AppContext, principal: Principal, proposal_id: str, body: str) -> CommentOut:
@@ -262,6 +283,13 @@ class _Staged(Protocol):
 StagedOut = TypeVar("StagedOut", bound=_Staged)
 
 
+#: How long a decision waits for another transition of its case to be recorded before 503.
+BUSY_PATIENCE_SECONDS = 10.0
+#: How long a request waits for an accepted decision's projection before answering 503: the
+#: decision stands, and a retry with the same Idempotency-Key returns its result.
+RESULT_PATIENCE_SECONDS = 30.0
+
+
 async def decide_case(
     ctx: AppContext,
     case_workflow_id: str,
@@ -275,20 +303,43 @@ async def decide_case(
     """Run a decision Update on any case's workflow, then answer with the case's projection.
 
     A validator's refusal becomes 409/403/422 with nothing written; a finished workflow 409.
+    While the case records another transition the Update is refused as busy and tried again
+    (the same update id: a refused update leaves no trace). An accepted decision whose
+    projection does not land within RESULT_PATIENCE_SECONDS answers 503 with Retry-After.
     """
     handle: WorkflowHandle[Any, Any] = ctx.temporal.get_workflow_handle(case_workflow_id)
-    try:
-        await handle.execute_update(update, command, id=request_id)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError) and cause.type in _ERROR_STATUS.keys():
-            raise Problem(_ERROR_STATUS[ErrorType(cause.type)], cause.message) from exc
-        raise
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            current = await reload_case()
-            raise Problem(409, f"the case is closed (the {what} is {current.status})") from exc
-        raise
+    loop = asyncio.get_running_loop()
+    busy_until = loop.time() + BUSY_PATIENCE_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            accepted = await handle.start_update(
+                update, command, id=request_id, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+            )
+            await asyncio.wait_for(accepted.result(), RESULT_PATIENCE_SECONDS)
+            break
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if not isinstance(cause, ApplicationError) or cause.type not in _ERROR_STATUS:
+                raise
+            kind = ErrorType(cause.type)
+            if kind is not ErrorType.BUSY:
+                raise Problem(_ERROR_STATUS[kind], cause.message) from exc
+            if loop.time() > busy_until:
+                raise unavailable(cause.message) from exc
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        except TimeoutError as exc:
+            raise unavailable(
+                f"the decision was accepted but the {what} is not recorded yet; retry with the "
+                "same Idempotency-Key for its result",
+                request_id=request_id,
+            ) from exc
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                current = await reload_case()
+                raise Problem(409, f"the case is closed (the {what} is {current.status})") from exc
+            raise
     return await reload_case()
 
 

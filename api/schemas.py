@@ -5,9 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    field_validator,
+)
 
 from models.calendar import in_seoul
+from models.text import unwritable_reason
 
 SeoulTime = Annotated[datetime, PlainSerializer(lambda v: in_seoul(v).isoformat(), return_type=str)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
@@ -21,8 +30,39 @@ Score = Annotated[int, Field(ge=0, le=10)]
 T = TypeVar("T")
 
 
+RulebookName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$"),
+    Field(description="The name of a published rulebook, e.g. `seoul-2018`."),
+]
+
+
+def _reject_unwritable(value: Any) -> None:
+    if isinstance(value, str):
+        reason = unwritable_reason(value)
+        if reason is not None:
+            raise ValueError(reason)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_unwritable(key)
+            _reject_unwritable(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _reject_unwritable(item)
+
+
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Every request body: unknown fields are refused, types are strict (`true` is not a
+    number, `"5"` is not an integer), and no string anywhere in it holds a character that
+    cannot be stored (models.text): the 422 names the field."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _writable(cls, value: Any) -> Any:
+        _reject_unwritable(value)
+        return value
 
 
 class Page(BaseModel, Generic[T]):
@@ -74,7 +114,7 @@ class ProposalCreate(Body):
     body: Text
     category: ShortText | None = None
     estimated_cost_krw: KRW | None = None
-    rulebook: ShortText | None = None
+    rulebook: RulebookName | None = None
 
 
 class VoteOut(BaseModel):
@@ -95,7 +135,6 @@ class ProposalOut(BaseModel):
     body: str
     category: str | None
     estimated_cost_krw: int | None
-    proposer_id: str
     status: str
     support_count: int
     supports_open: bool

@@ -1,7 +1,9 @@
 """Sortition (api.md, "Sortition"): pools, commit-reveal draws, and their public verification.
 
 The operations team (admin) loads pools, commits to a seed and reveals it; citizens volunteer
-into pools; anyone reads a draw, its frozen snapshot, and re-runs it (`.../verify`).
+into pools; anyone reads a draw, its frozen snapshot, and re-runs it (`.../verify`). What anyone
+reads names candidates and members by per-draw pseudonyms only; the admin maps the drawn
+pseudonyms to people (`.../members`), and each candidate can look up their own (`.../me`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from api.errors import Problem
 from api.idempotency import run_once
 from api.sortition_service import (
     DrawCreate,
+    DrawMembersOut,
     DrawOut,
+    MyEntryOut,
     PoolCreate,
     PoolOut,
     SeedReveal,
@@ -130,14 +134,17 @@ async def reveal_draw(
 
 @router.get("/sortitions/{draw_id}", response_model=DrawOut)
 async def get_draw(draw_id: str, session: Session) -> DrawOut:
-    """Anyone: the draw; `seed`, `members` and `member_groups` are null until the reveal."""
+    """Anyone: the draw; `seed`, `members` and `member_groups` are null until the reveal, and
+    members are named by their pseudonyms (scheme "v2"; a "v1" draw publishes only
+    `members_count`)."""
     return service.to_out(await service.load_draw(session, draw_id))
 
 
 @router.get("/sortitions/{draw_id}/snapshot", response_model=SnapshotOut)
 async def get_snapshot(draw_id: str, session: Session) -> SnapshotOut:
-    """Anyone: the frozen candidates (ids and strata; age bands, not birth years), quotas and
-    population weights: with the seed, enough to re-run the draw (README)."""
+    """Anyone: the frozen candidates (pseudonyms and strata; age bands, not birth years; no
+    person ids), quotas and population weights: with the seed, enough to re-run the draw
+    (README)."""
     return service.snapshot(await service.load_draw(session, draw_id))
 
 
@@ -145,3 +152,20 @@ async def get_snapshot(draw_id: str, session: Session) -> SnapshotOut:
 async def verify_draw(draw_id: str, session: Session) -> VerifyOut:
     """Anyone: re-run the draw from the snapshot and the seed; 409 before the reveal."""
     return await service.verify_draw(session, draw_id)
+
+
+@router.get("/sortitions/{draw_id}/members", response_model=DrawMembersOut)
+async def get_members(
+    draw_id: str, session: Session, principal: CurrentPrincipal
+) -> DrawMembersOut:
+    """Admin only: the drawn people (person id, pseudonym, group, stratum), to contact them;
+    409 before the reveal."""
+    require_role(principal, Role.ADMIN)
+    return service.draw_members(await service.load_draw(session, draw_id))
+
+
+@router.get("/sortitions/{draw_id}/me", response_model=MyEntryOut)
+async def get_my_entry(draw_id: str, session: Session, principal: CurrentPrincipal) -> MyEntryOut:
+    """The caller's own entry in the draw: their pseudonym, stratum and, after the reveal,
+    whether they were drawn; 404 if they were not a candidate."""
+    return service.my_entry(await service.load_draw(session, draw_id), principal.sub)

@@ -6,10 +6,20 @@ drawing). Callable from the routers and from activities: each function takes a s
 - `commit_draw`: freezes the pool into the draw's snapshot and records the seed commitment,
   the quotas and the digests; `reveal_draw`: checks the seed and draws; `verify_draw`: re-runs
   the draw from the published snapshot document, as a citizen would.
+- `draw_members` (admin) and `my_entry` (the candidate themself): the only views that join a
+  pseudonym to a person.
+
+Personal data (design.md, principle 7): a draw's stored `snapshot` is private; it keeps, per
+candidate, the `person_id`, the random `pseudonym` given at commit (scheme "v2") and the
+strata. Everything public (`to_out`, `snapshot`, `verify_draw`) shows pseudonyms only; the
+stored `members` and `member_groups` are person ids, for the code that seats the drawn people.
+A scheme-"v1" draw (committed before pseudonyms) ranks by person id: it keeps its scheme and its
+digests, verifies on the server, and publishes neither its candidates nor its members.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -129,6 +139,9 @@ class SeedReveal(Body):
     seed: Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
 
 
+Scheme = Literal["v1", "v2"]
+
+
 class StratumCountOut(BaseModel):
     stratum: dict[str, str]
     population: int
@@ -138,9 +151,14 @@ class StratumCountOut(BaseModel):
 
 
 class DrawOut(BaseModel):
+    """The public view of a draw. `members` and `member_groups` are pseudonyms (null until the
+    reveal, and always null for a scheme-"v1" draw, whose ids are person ids)."""
+
     id: str
     purpose: str
     status: Literal["committed", "revealed"]
+    #: "v2": tickets, members and digests are over per-draw pseudonyms; "v1": over person ids.
+    scheme: Scheme
     size: int
     strata: list[str]
     groups: int | None
@@ -158,6 +176,7 @@ class DrawOut(BaseModel):
     counts: list[StratumCountOut]
     seed: str | None
     members: list[str] | None
+    members_count: int | None
     member_groups: list[list[str]] | None
     members_digest: str | None
     created_at: SeoulTime
@@ -165,10 +184,13 @@ class DrawOut(BaseModel):
 
 
 class SnapshotOut(BaseModel):
-    """Everything needed to re-run the draw (`models.sortition.reproduce` reads this)."""
+    """Everything needed to re-run the draw (`models.sortition.reproduce` reads this): for a
+    scheme-"v2" draw, `members` lists every candidate as `{pseudonym, <strata>}`; for a
+    scheme-"v1" draw it is empty (its candidates' ids are person ids)."""
 
     draw_id: str
     status: str
+    scheme: Scheme
     size: int
     strata: list[str]
     groups: int | None
@@ -187,12 +209,42 @@ class SnapshotOut(BaseModel):
 
 class VerifyOut(BaseModel):
     draw_id: str
+    scheme: Scheme
     reproduced: bool
     members_digest: str  # of the re-run
     recorded_members_digest: str
     commitment_matches: bool
     snapshot_matches: bool
     quotas_match: bool
+
+
+class DrawMemberOut(BaseModel):
+    person_id: str
+    pseudonym: str | None  # null for a scheme-"v1" draw
+    group: int | None  # index into `member_groups` (from 0), null without groups
+    stratum: dict[str, str]
+
+
+class DrawMembersOut(BaseModel):
+    """Admin only: who was drawn, to contact them."""
+
+    draw_id: str
+    scheme: Scheme
+    members_digest: str
+    members: list[DrawMemberOut]
+
+
+class MyEntryOut(BaseModel):
+    """The caller's own entry in a draw's snapshot."""
+
+    draw_id: str
+    scheme: Scheme
+    status: Literal["committed", "revealed"]
+    person_id: str
+    pseudonym: str | None  # null for a scheme-"v1" draw
+    stratum: dict[str, str]
+    drawn: bool | None  # null until the reveal
+    group: int | None  # index into `member_groups` (from 0) if drawn into a group
 
 
 # ---- pools -------------------------------------------------------------------------------------
@@ -334,13 +386,57 @@ def _counts(rows: list[dict[str, Any]]) -> list[StratumCountOut]:
     return [StratumCountOut.model_validate(r) for r in rows]
 
 
+def scheme_of(row: SortitionDraw) -> Scheme:
+    """ "v2" when the frozen candidates carry pseudonyms (set at commit, never changed)."""
+    if row.snapshot and all("pseudonym" in c for c in row.snapshot):
+        return "v2"
+    return "v1"
+
+
+def _status(row: SortitionDraw) -> Literal["committed", "revealed"]:
+    return "revealed" if row.status == "revealed" else "committed"
+
+
+def _pseudonyms(row: SortitionDraw) -> dict[str, str]:
+    """person id -> pseudonym (scheme v2); empty for a scheme-v1 draw."""
+    return {c["person_id"]: c["pseudonym"] for c in row.snapshot if "pseudonym" in c}
+
+
+def _public_members(row: SortitionDraw) -> tuple[list[str] | None, list[list[str]] | None]:
+    if row.members is None or scheme_of(row) == "v1":
+        return None, None
+    alias = _pseudonyms(row)
+    groups = row.member_groups
+    return (
+        sorted(alias[p] for p in row.members),
+        None if groups is None else [sorted(alias[p] for p in g) for g in groups],
+    )
+
+
 def to_out(row: SortitionDraw) -> DrawOut:
+    """The public view: pseudonyms, never person ids."""
+    members, groups = _public_members(row)
     return DrawOut(
-        **row.model_dump(exclude={"snapshot", "counts", "status"}),
-        status="revealed" if row.status == "revealed" else "committed",
+        **row.model_dump(
+            exclude={"snapshot", "counts", "status", "members", "member_groups", "created_by"}
+        ),
+        status=_status(row),
+        scheme=scheme_of(row),
         candidates=len(row.snapshot),
         counts=_counts(row.counts),
+        members=members,
+        members_count=None if row.members is None else len(row.members),
+        member_groups=groups,
     )
+
+
+def _new_pseudonyms(n: int) -> list[str]:
+    """`n` distinct random pseudonyms (128 bits each, hex): no function of the person, so
+    nobody can recompute or look one up, and unlinkable from one draw to the next."""
+    drawn: set[str] = set()
+    while len(drawn) < n:
+        drawn.add(secrets.token_hex(16))
+    return sorted(drawn)
 
 
 async def load_draw(session: AsyncSession, draw_id: str, *, lock: bool = False) -> SortitionDraw:
@@ -392,7 +488,7 @@ async def commit_draw(
                 select(SortitionPoolMember).where(col(SortitionPoolMember.pool) == body.pool)
             )
         ).all()
-        candidates = sortition.freeze(
+        frozen = sortition.freeze(
             (
                 sortition.Person(p.person_id, p.sex, p.birth_year, p.district, p.budget_school)
                 for p in people
@@ -402,8 +498,17 @@ async def commit_draw(
             bounds=bounds,
             budget_school=criteria.budget_school,
         )
+        # Scheme v2: each candidate gets a fresh random pseudonym, made here, after the seed is
+        # committed to; the draw ranks and publishes pseudonyms, never person ids.
+        candidates = [
+            {**c, "pseudonym": alias}
+            for c, alias in zip(frozen, _new_pseudonyms(len(frozen)), strict=True)
+        ]
+        public = sortition.publish(candidates)
         try:
-            quotas = sortition.quotas(candidates, size=size, strata=strata, population=population)
+            quotas = sortition.quotas(
+                public, size=size, strata=strata, population=population, key="pseudonym"
+            )
         except sortition.SortitionError as exc:
             detail = f"{exc} (pool {body.pool!r}: {len(candidates)} eligible candidates)"
             raise Problem(422, detail, field=exc.field) from exc
@@ -423,7 +528,7 @@ async def commit_draw(
             population_digest=table.digest,
             seed_commitment=body.seed_commitment,
             snapshot=candidates,
-            snapshot_digest=sortition.snapshot_digest(candidates),
+            snapshot_digest=sortition.snapshot_digest(public, key="pseudonym"),
             counts=[
                 {
                     "stratum": dict(zip(strata, q.stratum, strict=True)),
@@ -449,15 +554,16 @@ async def reveal_draw(sessions: Sessions, draw_id: str, seed: str, *, now: datet
             raise Problem(409, "this draw is already revealed")
         if sortition.commitment(seed) != row.seed_commitment:
             raise Problem(422, "sha256(seed) does not match the seed_commitment", field="seed")
-        result = sortition.reproduce(snapshot(row).model_dump(), seed)
+        result = sortition.reproduce(_document(row), seed)
         drawn = {q.stratum: q.quota for q in result.counts}
         strata = row.strata
         row.counts = [
             {**c, "drawn": drawn[tuple(c["stratum"][s] for s in strata)]} for c in row.counts
         ]
+        members, groups = _people(row, result)
         row.seed = seed
-        row.members = result.members
-        row.member_groups = result.groups
+        row.members = members
+        row.member_groups = groups
         row.members_digest = result.members_digest
         row.status = "revealed"
         row.revealed_at = now
@@ -465,10 +571,34 @@ async def reveal_draw(sessions: Sessions, draw_id: str, seed: str, *, now: datet
     return to_out(row)
 
 
+def _people(row: SortitionDraw, result: sortition.Draw) -> tuple[list[str], list[list[str]] | None]:
+    """A draw's result (ids of its scheme) as person ids, sorted, for the stored members."""
+    if scheme_of(row) == "v1":
+        return result.members, result.groups
+    person = {alias: person_id for person_id, alias in _pseudonyms(row).items()}
+    groups = result.groups
+    return (
+        sorted(person[m] for m in result.members),
+        None if groups is None else [sorted(person[m] for m in g) for g in groups],
+    )
+
+
+def _document(row: SortitionDraw) -> dict[str, Any]:
+    """The snapshot document the draw is run from: the published one for scheme v2; for v1,
+    the published one with the stored candidates (person ids) put back, server-side only."""
+    document = snapshot(row).model_dump()
+    if scheme_of(row) == "v1":
+        document["members"] = row.snapshot
+    return document
+
+
 def snapshot(row: SortitionDraw) -> SnapshotOut:
+    """The public snapshot: pseudonyms and strata (scheme v2); no candidates for v1."""
+    scheme = scheme_of(row)
     return SnapshotOut(
         draw_id=row.id,
         status=row.status,
+        scheme=scheme,
         size=row.size,
         strata=row.strata,
         groups=row.groups,
@@ -482,7 +612,7 @@ def snapshot(row: SortitionDraw) -> SnapshotOut:
         snapshot_digest=row.snapshot_digest,
         members_digest=row.members_digest,
         counts=_counts(row.counts),
-        members=row.snapshot,
+        members=sortition.publish(row.snapshot) if scheme == "v2" else [],
     )
 
 
@@ -491,24 +621,77 @@ async def verify_draw(session: AsyncSession, draw_id: str) -> VerifyOut:
     row = await load_draw(session, draw_id)
     if row.seed is None or row.members_digest is None:
         raise Problem(409, "the seed is not revealed yet: there is nothing to verify")
-    published = snapshot(row).model_dump()
-    result = sortition.reproduce(published, row.seed)
-    recorded_quotas = [(c["stratum"], c["quota"]) for c in published["counts"]]
+    document = _document(row)
+    key = sortition.scheme_key(document)
+    result = sortition.reproduce(document, row.seed)
+    recorded_quotas = [(c["stratum"], c["quota"]) for c in document["counts"]]
     quotas = [(dict(zip(row.strata, q.stratum, strict=True)), q.quota) for q in result.counts]
     checks = {
         "commitment_matches": sortition.commitment(row.seed) == row.seed_commitment,
-        "snapshot_matches": sortition.snapshot_digest(row.snapshot) == row.snapshot_digest,
+        "snapshot_matches": sortition.snapshot_digest(document["members"], key=key)
+        == row.snapshot_digest,
         "quotas_match": quotas == recorded_quotas,
     }
+    members, groups = _people(row, result)
     same_members = (
         result.members_digest == row.members_digest
-        and result.members == row.members
-        and result.groups == row.member_groups
+        and members == row.members
+        and groups == row.member_groups
     )
     return VerifyOut(
         draw_id=row.id,
+        scheme=scheme_of(row),
         reproduced=same_members and all(checks.values()),
         members_digest=result.members_digest,
         recorded_members_digest=row.members_digest,
         **checks,
+    )
+
+
+# ---- who is who: the drawn people (admin) and one's own entry -----------------------------------
+
+
+def _group_of(row: SortitionDraw) -> dict[str, int]:
+    return {p: i for i, group in enumerate(row.member_groups or []) for p in group}
+
+
+def draw_members(row: SortitionDraw) -> DrawMembersOut:
+    """Admin only: each drawn person with their pseudonym, group and stratum; 409 before the
+    reveal."""
+    if row.members is None or row.members_digest is None:
+        raise Problem(409, "the draw is not revealed yet: nobody is drawn")
+    entry = {c["person_id"]: c for c in row.snapshot}
+    group = _group_of(row)
+    return DrawMembersOut(
+        draw_id=row.id,
+        scheme=scheme_of(row),
+        members_digest=row.members_digest,
+        members=[
+            DrawMemberOut(
+                person_id=p,
+                pseudonym=entry[p].get("pseudonym"),
+                group=group.get(p),
+                stratum={s: entry[p][s] for s in row.strata},
+            )
+            for p in row.members
+        ],
+    )
+
+
+def my_entry(row: SortitionDraw, person_id: str) -> MyEntryOut:
+    """The caller's own entry: their pseudonym and whether they were drawn; 404 if they are not
+    a candidate of this draw (the draw's candidates are nobody else's business)."""
+    entry = next((c for c in row.snapshot if c["person_id"] == person_id), None)
+    if entry is None:
+        raise not_found("candidate of this draw (you were not in its pool when it was committed)")
+    revealed = row.members is not None
+    return MyEntryOut(
+        draw_id=row.id,
+        scheme=scheme_of(row),
+        status=_status(row),
+        person_id=person_id,
+        pseudonym=entry.get("pseudonym"),
+        stratum={s: entry[s] for s in row.strata},
+        drawn=(person_id in (row.members or [])) if revealed else None,
+        group=_group_of(row).get(person_id),
     )

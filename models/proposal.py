@@ -74,6 +74,7 @@ class ErrorType(StrEnum):
     CONFLICT = "Conflict"  # 409: the current stage does not allow it
     FORBIDDEN = "Forbidden"  # 403: not this actor's case
     INVALID = "Invalid"  # 422: the input breaks a rule
+    BUSY = "Busy"  # 503 after retries: another transition of the case is still being recorded
 
 
 @dataclass

@@ -11,12 +11,18 @@ the population weights and the number of groups, and of nothing else:
    until every quota fits. Ties go to the smaller stratum key (tuples of strings, compared as
    Python compares them).
 2. **Selection**: within a stratum, candidates are ranked by their ticket,
-   `sha256(seed + ":" + person_id)` in hex (UTF-8), ascending; the first `quota` are drawn.
+   `sha256(seed + ":" + id)` in hex (UTF-8), ascending; the first `quota` are drawn.
 3. **Result**: the member ids sorted; `members_digest` is the SHA-256 (hex) of the sorted ids
    joined by "\\n" (no trailing newline).
 4. **Groups** (optional): the drawn members, ordered by (stratum key, ticket), are dealt round
    robin, the i-th (from 0) to group i mod N; group sizes differ by at most one and each group
    gets a near-proportional share of every stratum.
+
+**Which id** (the draw's `scheme`): in scheme "v2" the id is the candidate's `pseudonym`, a
+random value drawn for this draw alone when it is committed (`publish` makes the public
+snapshot: pseudonyms and strata, no person ids); only the server keeps which person has which
+pseudonym. In scheme "v1" (draws committed before pseudonyms) the id is the `person_id`, and
+every digest above is over person ids; such draws keep their scheme and still re-run.
 """
 
 from __future__ import annotations
@@ -45,7 +51,13 @@ STRATA = ("sex", "age_band", "district")
 POPULATION_COLUMNS = ("district", "sex", "age_band", "population")
 
 Stratum = tuple[str, ...]
-Candidate = Mapping[str, str]  # {"person_id": ..., and one entry per stratum of the draw}
+#: {"person_id" and/or "pseudonym": ..., and one entry per stratum of the draw}
+Candidate = Mapping[str, str]
+
+#: A draw's scheme names the candidate key its tickets, members and digests are computed over.
+PERSON_ID_SCHEME = "v1"
+PSEUDONYM_SCHEME = "v2"
+ID_KEYS = {PERSON_ID_SCHEME: "person_id", PSEUDONYM_SCHEME: "pseudonym"}
 
 
 class SortitionError(ValueError):
@@ -68,21 +80,32 @@ def commitment(seed: str) -> str:
     return sha256_hex(seed.encode("utf-8"))
 
 
-def ticket(seed: str, person_id: str) -> str:
-    return sha256_hex(seed.encode("utf-8") + b":" + person_id.encode("utf-8"))
+def ticket(seed: str, member_id: str) -> str:
+    """The rank of a candidate within its stratum: sha256(seed + ":" + id), UTF-8, hex."""
+    return sha256_hex(seed.encode("utf-8") + b":" + member_id.encode("utf-8"))
 
 
-def members_digest(person_ids: Iterable[str]) -> str:
-    return sha256_hex("\n".join(sorted(person_ids)).encode("utf-8"))
+def members_digest(member_ids: Iterable[str]) -> str:
+    return sha256_hex("\n".join(sorted(member_ids)).encode("utf-8"))
 
 
 def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def snapshot_digest(candidates: Sequence[Candidate]) -> str:
-    """sha256 of the canonical JSON (sorted keys, no spaces, UTF-8) of the candidates by id."""
-    return sha256_hex(canonical_json(sorted(candidates, key=lambda c: c["person_id"])))
+def snapshot_digest(candidates: Sequence[Candidate], *, key: str = "person_id") -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces, UTF-8) of the candidates sorted by
+    `key` (the id of the draw's scheme)."""
+    return sha256_hex(canonical_json(sorted(candidates, key=lambda c: c[key])))
+
+
+def publish(candidates: Iterable[Candidate]) -> list[dict[str, str]]:
+    """The public snapshot of a scheme-v2 draw: each candidate without its `person_id` (its
+    `pseudonym` and strata only), sorted by pseudonym."""
+    public = [{k: v for k, v in c.items() if k != "person_id"} for c in candidates]
+    if not all("pseudonym" in c for c in public):
+        raise SortitionError("every candidate of a pseudonymous draw needs a pseudonym")
+    return sorted(public, key=lambda c: c["pseudonym"])
 
 
 # ---- who is a candidate ------------------------------------------------------------------------
@@ -275,12 +298,13 @@ def quotas(
     size: int,
     strata: Sequence[str],
     population: Mapping[Stratum, int],
+    key: str = "person_id",
 ) -> list[StratumCount]:
     """Every stratum with population or candidates, by key, with its quota. Seed-free: it is
-    published when the draw is committed."""
-    ids = [c["person_id"] for c in candidates]
+    published when the draw is committed. `key` names each candidate's id (see `ID_KEYS`)."""
+    ids = [c[key] for c in candidates]
     if len(set(ids)) != len(ids):
-        raise SortitionError("a person is in the snapshot twice", field="pool")
+        raise SortitionError("a candidate is in the snapshot twice", field="pool")
     available = Counter(stratum_of(c, strata) for c in candidates)
     seats = allocate(size, population, available)
     keys = sorted({k for k, w in population.items() if w > 0} | set(available))
@@ -292,8 +316,8 @@ def quotas(
 def deal(ordered: Sequence[str], groups: int) -> list[list[str]]:
     """Round robin: the i-th (from 0) goes to group i mod `groups`; each group sorted."""
     dealt: list[list[str]] = [[] for _ in range(groups)]
-    for i, person_id in enumerate(ordered):
-        dealt[i % groups].append(person_id)
+    for i, member_id in enumerate(ordered):
+        dealt[i % groups].append(member_id)
     return [sorted(group) for group in dealt]
 
 
@@ -305,17 +329,20 @@ def draw(
     strata: Sequence[str],
     population: Mapping[Stratum, int],
     groups: int | None = None,
+    key: str = "person_id",
 ) -> Draw:
+    """Draw `size` candidates; `key` names each candidate's id (see `ID_KEYS`), and the members,
+    groups and digest are of those ids."""
     if groups is not None and not 1 <= groups <= size:
         raise SortitionError("groups must be between 1 and the size", field="groups")
-    counts = quotas(candidates, size=size, strata=strata, population=population)
+    counts = quotas(candidates, size=size, strata=strata, population=population, key=key)
     by_stratum: dict[Stratum, list[str]] = {}
     for c in candidates:
-        by_stratum.setdefault(stratum_of(c, strata), []).append(c["person_id"])
+        by_stratum.setdefault(stratum_of(c, strata), []).append(c[key])
     chosen: list[str] = []  # by stratum key, then ticket
     for count in counts:
-        ranked = sorted((ticket(seed, pid), pid) for pid in by_stratum.get(count.stratum, []))
-        chosen += [pid for _, pid in ranked[: count.quota]]
+        ranked = sorted((ticket(seed, mid), mid) for mid in by_stratum.get(count.stratum, []))
+        chosen += [mid for _, mid in ranked[: count.quota]]
     return Draw(
         counts=counts,
         members=sorted(chosen),
@@ -324,9 +351,25 @@ def draw(
     )
 
 
+def scheme_key(snapshot: Mapping[str, Any]) -> str:
+    """The candidate key a snapshot document's draw ranks by: its `scheme` ("v1" if absent,
+    as in the documents published before schemes existed)."""
+    scheme = snapshot.get("scheme") or PERSON_ID_SCHEME
+    if scheme not in ID_KEYS:
+        raise SortitionError(f"unknown sortition scheme {scheme!r}", field="scheme")
+    return ID_KEYS[scheme]
+
+
 def reproduce(snapshot: Mapping[str, Any], seed: str | None = None) -> Draw:
     """Re-run a draw from its published snapshot document (GET /v1/sortitions/{id}/snapshot):
     the quotas are recomputed from the population column of `counts`, not taken on trust."""
+    key = scheme_key(snapshot)
+    if not snapshot["members"] and int(snapshot["size"]) > 0:
+        raise SortitionError(
+            "this snapshot lists no candidates: a scheme-v1 draw's candidates are person ids, "
+            "which are no longer published (GET .../verify re-runs it on the server)",
+            field="members",
+        )
     strata = tuple(snapshot["strata"])
     population = {
         tuple(row["stratum"][s] for s in strata): int(row["population"])
@@ -339,4 +382,5 @@ def reproduce(snapshot: Mapping[str, Any], seed: str | None = None) -> Draw:
         strata=strata,
         population=population,
         groups=snapshot.get("groups"),
+        key=key,
     )

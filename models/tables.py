@@ -123,6 +123,17 @@ class BallotChoice(SQLModel, table=True):
     choice: str
 
 
+class PendingSignal(SQLModel, table=True):
+    """A signal a case workflow must receive, written in the same transaction as the rows that
+    call for it (a support reaching a threshold), deleted once Temporal has taken it."""
+
+    __tablename__ = "pending_signals"
+
+    workflow_id: str = Field(primary_key=True)
+    signal: str = Field(primary_key=True)
+    created_at: datetime = _tz(nullable=False)
+
+
 class IdempotencyRecord(SQLModel, table=True):
     """The first response to a creating POST, replayed for a retry with the same key."""
 

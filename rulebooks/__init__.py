@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Iterable
 from functools import lru_cache
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 _adapter = TypeAdapter(Rulebook)
+#: A rulebook is asked for by name, never by path: nothing a caller sends can leave the
+#: rulebook directories.
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 class RulebookError(ValueError):
@@ -86,11 +90,17 @@ def content_hash(rulebook: Rulebook) -> str:
 
 @lru_cache(maxsize=64)
 def _load(name: str, extra_dirs: tuple[str, ...]) -> PinnedRules:
+    known = available(extra_dirs)
+    if _NAME.fullmatch(name) is None or ".." in name or name not in known:
+        raise RulebookError(f"unknown rulebook {name!r}; available: {', '.join(known)}")
     for directory in _search_dirs(extra_dirs):
         path = directory / f"{name}.toml"
         if path.is_file():
-            return parse(path.read_text(encoding="utf-8"), expected_name=name, origin=str(path))
-    raise RulebookError(f"unknown rulebook {name!r}; available: {', '.join(available(extra_dirs))}")
+            # The origin names the rulebook, not the file: errors reach API callers.
+            return parse(
+                path.read_text(encoding="utf-8"), expected_name=name, origin=f"rulebook {name}"
+            )
+    raise RulebookError(f"unknown rulebook {name!r}; available: {', '.join(known)}")
 
 
 def load(name: str, extra_dirs: Iterable[str] = ()) -> PinnedRules:

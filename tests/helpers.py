@@ -155,8 +155,10 @@ class Api:
         body = {"verdict": verdict, "reason": f"{verdict} after checking law and budget"}
         return await self.post(f"/v1/proposals/{proposal_id}/appropriateness", who, body)
 
-    async def to_vote(self, department: str = "parks", cost_krw: int = 0) -> dict[str, Any]:
-        proposal = await self.to_review()
+    async def to_vote(
+        self, department: str = "parks", cost_krw: int = 0, proposer: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        proposal = await self.to_review(proposer)
         pid = proposal["id"]
         await self.assign(pid, department)
         expect(await self.review(pid, department, "accept"), 200)

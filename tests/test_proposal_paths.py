@@ -136,8 +136,8 @@ async def test_withdrawal_until_the_vote_opens_only_by_the_proposer(
     expect_problem(await api.post(f"/v1/proposals/{pid}/withdraw", proposer), 409)
     await record_history("withdrawn", withdrawn["workflow_id"])
 
-    voting = await api.to_vote()
-    owner = {"Authorization": "Bearer " + await api.token(voting["proposer_id"])}
+    owner = await api.citizen()
+    voting = await api.to_vote(proposer=owner)
     refused = expect_problem(await api.post(f"/v1/proposals/{voting['id']}/withdraw", owner), 409)
     assert "until the vote opens" in refused["detail"]
 

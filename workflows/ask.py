@@ -18,7 +18,16 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows.common import activity_options, await_answer, next_entry, reject, require_text
+from workflows.common import (
+    activity_options,
+    await_answer,
+    next_entry,
+    projection_options,
+    reject,
+    require_idle,
+    require_text,
+    require_writable,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.notices import Notices
@@ -48,6 +57,8 @@ class AskWorkflow:
         self._reminder = timedelta(days=book.escalation.reminder_days)
         self._state = AskState(ask_id=start.ask_id)
         self._timeline: list[TimelineEntry] = []
+        #: Projections in flight: no decision is taken while one is (see `require_idle`).
+        self._recording = 0
 
     @workflow.query
     def state(self) -> AskState:
@@ -141,6 +152,7 @@ class AskWorkflow:
             raise reject(
                 ErrorType.FORBIDDEN, f"only a caseworker of department {department} may do this"
             )
+        require_idle(self._recording)
         if self._state.status is not AskStatus.DEPT_REVIEW:
             raise reject(
                 ErrorType.CONFLICT,
@@ -148,12 +160,17 @@ class AskWorkflow:
             )
         require_text(command.summary, "summary")
         require_text(command.actions, "actions")
+        require_writable(command)
 
     async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
         entry = next_entry(self._timeline, self._state.status.value, event, role, note)
-        await workflow.execute_activity_method(
-            CaseRecords.project_ask,
-            AskProjection(state=copy.deepcopy(self._state), entry=entry),
-            **activity_options(),
-        )
+        self._recording += 1
+        try:
+            await workflow.execute_activity_method(
+                CaseRecords.project_ask,
+                AskProjection(state=copy.deepcopy(self._state), entry=entry),
+                **projection_options(),
+            )
+        finally:
+            self._recording -= 1
         return entry

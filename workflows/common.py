@@ -7,9 +7,10 @@ notified, reminders repeat, and the case keeps waiting for the answer the rules 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,10 +20,17 @@ with workflow.unsafe.imports_passed_through():
     from activities.notices import Notices
     from models.calendar import in_seoul
     from models.proposal import ErrorType, Notice, Role, TimelineEntry
+    from models.text import unwritable_reason
 
 ACTIVITY_TIMEOUT = timedelta(minutes=5)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+#: A projection is retried until it succeeds, however long the database is away (design.md,
+#: principle 3): no schedule-to-close bound, no attempt limit. `CaseRecords` raises the alarm
+#: when one keeps failing.
+PROJECTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1), maximum_attempts=0
 )
 OPERATIONS = "operations"
 
@@ -45,6 +53,15 @@ def activity_options() -> ActivityOptions:
     )
 
 
+class ProjectionOptions(TypedDict):
+    start_to_close_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
+def projection_options() -> ProjectionOptions:
+    return ProjectionOptions(start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=PROJECTION_RETRY)
+
+
 def reject(kind: ErrorType, message: str) -> ApplicationError:
     """Refuse an Update in its validator: the API maps `kind` to 409/403/422."""
     return ApplicationError(message, type=kind.value, non_retryable=True)
@@ -53,6 +70,34 @@ def reject(kind: ErrorType, message: str) -> ApplicationError:
 def require_text(value: str, name: str) -> None:
     if not value or not value.strip():
         raise reject(ErrorType.INVALID, f"{name} is mandatory")
+
+
+def require_writable(command: Any, name: str = "command") -> None:
+    """Whatever a validator accepts must be writable: no string anywhere in the command may
+    hold what Postgres cannot store (models.text), or its projection could never succeed."""
+    if isinstance(command, str):
+        reason = unwritable_reason(command)
+        if reason is not None:
+            raise reject(ErrorType.INVALID, f"{name} {reason}")
+    elif dataclasses.is_dataclass(command) and not isinstance(command, type):
+        for field in dataclasses.fields(command):
+            require_writable(getattr(command, field.name), field.name)
+    elif isinstance(command, dict):
+        for key, value in command.items():
+            require_writable(key, name)
+            require_writable(value, f"{name}.{key}")
+    elif isinstance(command, list | tuple):
+        for value in command:
+            require_writable(value, name)
+
+
+def require_idle(recording: int) -> None:
+    """Refuse a decision while another transition of the case is being recorded, so no
+    decision is ever taken on a state that Postgres does not show yet."""
+    if recording:
+        raise reject(
+            ErrorType.BUSY, "the case's previous transition is still being recorded; retry"
+        )
 
 
 async def await_answer(

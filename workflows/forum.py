@@ -13,7 +13,15 @@ import copy
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows.common import activity_options, next_entry, reject, require_text
+from workflows.common import (
+    activity_options,
+    next_entry,
+    projection_options,
+    reject,
+    require_idle,
+    require_text,
+    require_writable,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.opinions import OpinionBoxes
@@ -46,6 +54,8 @@ class ForumWorkflow:
         self._start = start
         self._state = ForumState(forum_id=start.forum_id)
         self._timeline: list[TimelineEntry] = []
+        #: Projections in flight: no decision is taken while one is (see `require_idle`).
+        self._recording = 0
 
     @workflow.query
     def state(self) -> ForumState:
@@ -108,6 +118,7 @@ class ForumWorkflow:
     def _validate_recommendation(self, recommendation: Recommendation) -> None:
         if recommendation.actor_role != Role.ADMIN.value:
             raise reject(ErrorType.FORBIDDEN, "only the operations team publishes")
+        require_idle(self._recording)
         if self._start.panel_draw_id is None:
             raise reject(ErrorType.CONFLICT, "only a public deliberation has a recommendation")
         if self._state.status is not ForumStatus.CLOSED:
@@ -115,6 +126,7 @@ class ForumWorkflow:
         if self._state.recommendation is not None:
             raise reject(ErrorType.CONFLICT, "the recommendation is already published")
         require_text(recommendation.text, "text")
+        require_writable(recommendation)
 
     async def _hand_off_to_budget_year(self, window_start: str, window_end: str) -> None:
         """THE hand-off of an eligible forum to the citizen council of a budget year.
@@ -136,9 +148,13 @@ class ForumWorkflow:
 
     async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
         entry = next_entry(self._timeline, self._state.status.value, event, role, note)
-        await workflow.execute_activity_method(
-            CaseRecords.project_forum,
-            ForumProjection(state=copy.deepcopy(self._state), entry=entry),
-            **activity_options(),
-        )
+        self._recording += 1
+        try:
+            await workflow.execute_activity_method(
+                CaseRecords.project_forum,
+                ForumProjection(state=copy.deepcopy(self._state), entry=entry),
+                **projection_options(),
+            )
+        finally:
+            self._recording -= 1
         return entry

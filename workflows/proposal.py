@@ -25,8 +25,11 @@ from workflows.common import (
     activity_options,
     await_answer,
     next_entry,
+    projection_options,
     reject,
+    require_idle,
     require_text,
+    require_writable,
 )
 from workflows.forum import ForumWorkflow
 
@@ -88,6 +91,9 @@ class ProposalWorkflow:
         #: Increases at every change of stage, so a wait can tell "left this stage" even when
         #: the next stage has the same status (a revised plan is checked again).
         self._stage_no = 0
+        #: Projections (and the forum's opening) in flight: no decision is taken while one is,
+        #: so none acts on a state Postgres does not show yet (see `require_idle`).
+        self._recording = 0
 
     # ---- queries -------------------------------------------------------------------------
 
@@ -277,6 +283,7 @@ class ProposalWorkflow:
 
     @plan_agenda.validator
     def _validate_plan_agenda(self, command: AgendaPlan) -> None:
+        require_writable(command)
         self._require_role(command.actor, Role.ADMIN)
         self._require_status(Status.AGENDA_SELECTION)
         require_text(command.agenda_title, "agenda_title")
@@ -316,6 +323,7 @@ class ProposalWorkflow:
 
     @decide_agenda.validator
     def _validate_decide_agenda(self, command: AgendaDecision) -> None:
+        require_writable(command)
         self._require_role(command.actor, Role.COMMITTEE)
         self._require_status(Status.AGENDA_SELECTION)
         agenda = self._state.agenda
@@ -344,6 +352,14 @@ class ProposalWorkflow:
         """Hold the forum: its record, then its own workflow, which outlives this one."""
         assert agenda.forum_id and agenda.agenda_title and agenda.summary and agenda.forum_kind
         kind = ForumKind(agenda.forum_kind)
+        self._recording += 1
+        try:
+            await self._start_forum(agenda, kind)
+        finally:
+            self._recording -= 1
+
+    async def _start_forum(self, agenda: AgendaState, kind: ForumKind) -> None:
+        assert agenda.forum_id and agenda.agenda_title and agenda.summary
         await workflow.execute_activity_method(
             ForumRecords.record_forum,
             ForumOpening(
@@ -355,7 +371,7 @@ class ProposalWorkflow:
                 created_by=AGENDA_SELECTION_GROUP,
                 origin_proposal_id=self._start.proposal_id,
             ),
-            **activity_options(),
+            **projection_options(),
         )
         await workflow.start_child_workflow(
             ForumWorkflow.run,
@@ -379,6 +395,7 @@ class ProposalWorkflow:
 
     @assign.validator
     def _validate_assign(self, command: Assignment) -> None:
+        require_writable(command)
         self._require_role(command.actor, Role.ADMIN)
         self._require_status(Status.DEPT_REVIEW)
         if self._state.department is not None:
@@ -401,6 +418,7 @@ class ProposalWorkflow:
 
     @review.validator
     def _validate_review(self, command: ReviewAnswer) -> None:
+        require_writable(command)
         self._require_role(command.actor, Role.CASEWORKER)
         self._require_status(Status.DEPT_REVIEW)
         if self._state.department is None:
@@ -426,6 +444,7 @@ class ProposalWorkflow:
 
     @screen.validator
     def _validate_screen(self, command: Screening) -> None:
+        require_writable(command)
         self._require_role(command.actor, Role.COMMITTEE)
         self._require_status(Status.COMMITTEE_SCREENING)
         if command.decision not in ("advance", "drop"):
@@ -458,6 +477,7 @@ class ProposalWorkflow:
 
     @plan.validator
     def _validate_plan(self, command: ExecutionPlan) -> None:
+        require_writable(command)
         self._require_role(command.actor, Role.COMMITTEE)
         self._require_status(Status.PLANNING, Status.REVISING)
         require_text(command.summary, "summary")
@@ -496,6 +516,7 @@ class ProposalWorkflow:
 
     @check_appropriateness.validator
     def _validate_appropriateness(self, command: AppropriatenessVerdict) -> None:
+        require_writable(command)
         self._require_role(command.actor, Role.CASEWORKER)
         self._require_status(Status.APPROPRIATENESS_CHECK)
         self._require_department(command.actor, self._state.executing_department)
@@ -516,6 +537,7 @@ class ProposalWorkflow:
 
     @report_execution.validator
     def _validate_report(self, command: ExecutionReport) -> None:
+        require_writable(command)
         self._require_role(command.actor, Role.CASEWORKER)
         self._require_status(Status.EXECUTING)
         self._require_department(command.actor, self._state.executing_department)
@@ -532,8 +554,10 @@ class ProposalWorkflow:
 
     @withdraw.validator
     def _validate_withdraw(self, command: Withdrawal) -> None:
+        require_writable(command)
         if command.actor.person_id != self._start.proposer_id:
             raise reject(ErrorType.FORBIDDEN, "only the proposer may withdraw a proposal")
+        require_idle(self._recording)
         if self._state.status not in WITHDRAWABLE:
             raise reject(
                 ErrorType.CONFLICT,
@@ -554,6 +578,7 @@ class ProposalWorkflow:
         return self._state.executing_department or OPERATIONS
 
     def _require_status(self, *allowed: Status) -> None:
+        require_idle(self._recording)
         if self._state.status not in allowed:
             wanted = " or ".join(s.value for s in allowed)
             raise reject(
@@ -591,9 +616,13 @@ class ProposalWorkflow:
 
     async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
         entry = next_entry(self._timeline, self._state.status, event, role, note)
-        await workflow.execute_activity_method(
-            CaseRecords.project_proposal,
-            Projection(state=copy.deepcopy(self._state), entry=entry),
-            **activity_options(),
-        )
+        self._recording += 1
+        try:
+            await workflow.execute_activity_method(
+                CaseRecords.project_proposal,
+                Projection(state=copy.deepcopy(self._state), entry=entry),
+                **projection_options(),
+            )
+        finally:
+            self._recording -= 1
         return entry

@@ -1,0 +1,639 @@
+"""The authorization matrix (issue 6): every endpoint x caller, as a table checked against the app.
+
+`MATRIX` below has one row per (method, path template) the application serves, and one column per
+caller. `test_every_route_has_a_row` compares it with the routes of `api.app.create_app`, so a new
+endpoint without a row (or a row for an endpoint that is gone) fails, naming it. The
+`test_authorization_matrix` test then puts each row's object in a state where its action is
+allowed for the right caller and calls it as every caller of the row, over HTTP:
+
+- the callers refused by the row go first and the allowed ones last, so a refusal never runs
+  against a state an allowed call has already changed, and the allowed call really is allowed;
+- the clock moves forward only, in four steps, for the rows whose action waits for a date
+  (an ask opening, a vote, forum or ask period closing, the agenda decision window);
+- every refusal must be problem+json; nothing may be a 5xx.
+
+Callers (columns):
+
+    anon  no token
+    cit   citizen, eligible resident (with the sex/birth_year/district claims a volunteer needs)
+    inel  citizen who is a public official (ineligible to propose, support, vote, take part)
+    prop  the proposer of the proposal the row acts on (ownership)
+    cwo   caseworker of the owning department (the case's department / executing department /
+          asking department); for rows without a department, simply a caseworker
+    cwx   caseworker of another department
+    com   committee
+    aud   auditor
+    adm   admin (the operations team)
+
+Outcomes (cells):
+
+    ok    2xx
+    401   no or bad token                     403  the caller's role (or identity) is not allowed
+    404   the caller may not see the object   409  refused in this state (variant rows)
+    any   allowed, but the state makes success impossible: anything except 401/403/404 and 5xx
+    -     not applicable, not called
+
+A row may carry a `[variant]` after its path: the same endpoint checked again in another state.
+Run with `-s` (or `-rP`) to see the observed matrix and the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import fastapi.routing
+import httpx
+from starlette.routing import Mount, Route, WebSocketRoute
+
+from activities.ballots import cast_ballot
+from api.app import create_app
+from api.auth import issue_token
+from minju.config import ClockMode, Settings
+from tests.conftest import Stack
+from tests.helpers import Api, auth, expect
+
+CALLERS = ("anon", "cit", "inel", "prop", "cwo", "cwx", "com", "aud", "adm")
+OUTCOMES = {"ok", "any", "-", "401", "403", "404", "409"}
+
+OWN_DEPARTMENT = "parks"
+OTHER_DEPARTMENT = "transport"
+
+# fmt: off
+MATRIX_TEXT = """
+# meth path                                            anon cit  inel prop cwo  cwx  com  aud  adm
+# ---- development and health (dev endpoints exist only in dev/simulated mode) -------------------
+POST /v1/dev/tokens                                    ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/dev/clock/advance                             ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/clock                                         ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /healthz                                          ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /openapi.json                                     ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /docs                                             ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /docs/oauth2-redirect                             ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /redoc                                            ok   ok   ok   -    ok   ok   ok   ok   ok
+# the docs pages' JavaScript and CSS (a mount: called on one file under it)
+GET  /static/docs/{path}                               ok   ok   ok   -    ok   ok   ok   ok   ok
+# ---- citizen proposals -------------------------------------------------------------------------
+POST /v1/proposals                                     401  ok   403  -    403  403  403  403  403
+GET  /v1/proposals                                     ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/proposals/{proposal_id}                       ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/proposals/{proposal_id}/timeline              ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/proposals/{proposal_id}/agenda                ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/proposals/{proposal_id}/supports              401  ok   403  -    403  403  403  403  403
+POST /v1/proposals/{proposal_id}/comments              401  ok   ok   -    403  403  403  403  403
+POST /v1/proposals/{proposal_id}/withdraw              401  403  403  ok   403  403  403  403  403
+POST /v1/proposals/{proposal_id}/assign                401  403  403  -    403  403  403  403  ok
+POST /v1/proposals/{proposal_id}/review                401  403  403  -    ok   404  403  403  403
+POST /v1/proposals/{proposal_id}/screening             401  403  403  -    403  403  ok   403  403
+POST /v1/proposals/{proposal_id}/plan                  401  403  403  -    403  403  ok   403  403
+POST /v1/proposals/{proposal_id}/appropriateness       401  403  403  -    ok   404  403  403  403
+POST /v1/proposals/{proposal_id}/ballots               401  ok   403  -    403  403  403  403  403
+POST /v1/proposals/{proposal_id}/execution-reports     401  403  403  -    ok   404  403  403  403
+POST /v1/proposals/{proposal_id}/agenda/plan           401  403  403  -    403  403  403  403  ok
+POST /v1/proposals/{proposal_id}/agenda/decision       401  403  403  -    403  403  ok   403  403
+# api.md says "caseworker / committee"; the code also gives the operations team (admin) its
+# inbox of unassigned and overdue cases: recorded here as allowed.
+GET  /v1/inbox                                         401  403  403  -    ok   ok   ok   403  ok
+GET  /v1/me/activity                                   401  ok   ok   -    403  403  403  403  403
+# ---- forums ------------------------------------------------------------------------------------
+POST /v1/forums                                        401  403  403  -    403  403  403  403  ok
+GET  /v1/forums                                        ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/forums/{forum_id}                             ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/forums/{forum_id}/timeline                    ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/forums/{forum_id}/participations              401  ok   403  -    403  403  403  403  403
+POST /v1/forums/{forum_id}/recommendation              401  403  403  -    403  403  403  403  ok
+GET  /v1/forums/{case_id}/posts                        ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/forums/{case_id}/posts/{post_id}/reports      401  ok   ok   -    403  403  403  403  403
+POST /v1/forums/{case_id}/posts/{post_id}/moderation   401  403  403  -    403  403  403  403  ok
+# ---- Seoul asks (cwo: the asking department) ---------------------------------------------------
+POST /v1/asks                                          401  403  403  -    ok   ok   403  403  403
+GET  /v1/asks                                          ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/asks/{ask_id}                                 ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/asks/{ask_id}/timeline                        ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/asks/{ask_id}/participations                  401  ok   403  -    403  403  403  403  403
+POST /v1/asks/{ask_id}/review                          401  403  403  -    ok   404  403  403  403
+GET  /v1/asks/{case_id}/posts                          ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/asks/{case_id}/posts/{post_id}/reports        401  ok   ok   -    403  403  403  403  403
+POST /v1/asks/{case_id}/posts/{post_id}/moderation     401  403  403  -    403  403  403  403  ok
+# ---- sortition ---------------------------------------------------------------------------------
+POST /v1/sortition-pools                               401  403  403  -    403  403  403  403  ok
+POST /v1/sortition-pools/{name}/volunteers             401  ok   403  -    403  403  403  403  403
+GET  /v1/sortition-pools/{name}                        401  403  403  -    403  403  403  403  ok
+POST /v1/sortitions                                    401  403  403  -    403  403  403  403  ok
+POST /v1/sortitions/{draw_id}/reveal                   401  403  403  -    403  403  403  403  ok
+GET  /v1/sortitions/{draw_id}                          ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/sortitions/{draw_id}/snapshot                 ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/sortitions/{draw_id}/verify                   ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/sortitions/{draw_id}/members                  401  403  403  -    403  403  403  403  ok
+# the caller's own entry: cit volunteered into the pool before the commit; nobody else did
+GET  /v1/sortitions/{draw_id}/me                       401  ok   404  -    404  404  404  404  404
+# ---- auditors (the code also lets admin in) ----------------------------------------------------
+GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   ok
+POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   ok
+GET  /v1/audit/ballots/{ballot_id}/recount             401  403  403  -    403  403  403  ok   ok
+# design.md principle 7: "Nobody, auditors and admins included, sees counts before the close."
+GET  /v1/audit/ballots/{ballot_id}/recount [vote-open] 401  403  403  -    403  403  403  409  409
+"""
+# fmt: on
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str
+    variant: str
+    expected: dict[str, str]
+
+    @property
+    def key(self) -> str:
+        return row_key(self.method, self.path, self.variant)
+
+
+def row_key(method: str, path: str, variant: str = "") -> str:
+    return f"{method} {path}" + (f" [{variant}]" if variant else "")
+
+
+def parse_matrix(text: str) -> dict[str, Row]:
+    rows: dict[str, Row] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        tokens = line.split()
+        method, path, rest = tokens[0], tokens[1], tokens[2:]
+        variant = ""
+        if rest and rest[0].startswith("["):
+            variant, rest = rest[0].strip("[]"), rest[1:]
+        assert len(rest) == len(CALLERS), f"matrix line {number}: {len(rest)} cells: {line!r}"
+        unknown = set(rest) - OUTCOMES
+        assert not unknown, f"matrix line {number}: unknown outcome(s) {unknown}: {line!r}"
+        row = Row(method, path, variant, dict(zip(CALLERS, rest, strict=True)))
+        assert row.key not in rows, f"matrix line {number}: duplicate row {row.key}"
+        rows[row.key] = row
+    return rows
+
+
+MATRIX = parse_matrix(MATRIX_TEXT)
+
+
+def served_routes(settings: Settings) -> set[tuple[str, str]]:
+    """(method, path template) of every route the app serves, included routers unwrapped.
+
+    HEAD of a GET route is left out; a mount (the docs pages' static files) is listed as
+    `GET <mount>/{path}`, and its row is called on one file under it.
+    """
+    routes = create_app(settings).routes
+    # FastAPI 0.16x keeps included routers as wrappers in `app.routes`; this unwraps them.
+    iter_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    contexts: list[Any] = list(iter_contexts(routes)) if iter_contexts else list(routes)
+    found: set[tuple[str, str]] = set()
+    for context in contexts:
+        route = getattr(context, "original_route", context)
+        path = getattr(context, "path_format", None) or getattr(route, "path_format", None)
+        if isinstance(route, Mount):
+            found.add(("GET", str(path)))
+        elif isinstance(route, Route):  # APIRoute too, and /openapi.json
+            methods: set[str] = getattr(context, "methods", None) or route.methods or set()
+            for method in methods:
+                if not (method == "HEAD" and "GET" in methods):
+                    found.add((method, str(path)))
+        elif isinstance(route, WebSocketRoute):
+            found.add(("WEBSOCKET", str(path)))
+        else:
+            found.add((type(route).__name__, str(path)))
+    return found
+
+
+def coverage_problems(routes: set[tuple[str, str]]) -> list[str]:
+    rows = {(r.method, r.path) for r in MATRIX.values()}
+    missing = sorted(routes - rows)
+    stale = sorted(rows - routes)
+    return [f"route without a matrix row: {m} {p}" for m, p in missing] + [
+        f"matrix row for a route the app does not serve: {m} {p}" for m, p in stale
+    ]
+
+
+def test_every_route_has_a_row() -> None:
+    settings = Settings(
+        jwt_secret="matrix-only-signing-key-not-for-production",
+        dev_endpoints=True,
+        clock_mode=ClockMode.SIMULATED,
+    )
+    problems = coverage_problems(served_routes(settings))
+    assert not problems, "the authorization matrix is out of date:\n" + "\n".join(problems)
+
+
+# ---- the calls ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Matrix:
+    """Calls each row as every caller and judges the answers."""
+
+    http: httpx.AsyncClient
+    callers: dict[str, dict[str, str]]
+    calls: int = 0
+    violations: list[str] = field(default_factory=list)
+    observed: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    async def check(
+        self,
+        key: str,
+        *,
+        body: Any = None,
+        owner: dict[str, str] | None = None,
+        **ids: str,
+    ) -> dict[str, httpx.Response]:
+        """Call `key` (a matrix row) on the object `ids` name, as each caller of the row:
+        refused callers first, allowed ones last. Returns the answers by caller."""
+        row = MATRIX[key]
+        assert key not in self.observed, f"{key} checked twice"
+        path = row.path.format_map(ids)
+        order = sorted(
+            (c for c in CALLERS if row.expected[c] != "-"),
+            key=lambda c: row.expected[c] in ("ok", "any"),
+        )
+        answers: dict[str, httpx.Response] = {}
+        self.observed[key] = {}
+        for caller in order:
+            if caller == "prop":
+                assert owner is not None, f"{key}: the row has a proposer column; give owner="
+                headers = owner
+            else:
+                headers = self.callers[caller]
+            response = await self.http.request(row.method, path, json=body, headers=headers)
+            self.calls += 1
+            answers[caller] = response
+            self.observed[key][caller] = response.status_code
+            self._judge(row, caller, path, response)
+        return answers
+
+    def _judge(self, row: Row, caller: str, path: str, response: httpx.Response) -> None:
+        expected, got = row.expected[caller], response.status_code
+        where = f"{row.key} as {caller} ({row.method} {path})"
+        detail = _detail(response)
+        if got >= 500:
+            self.violations.append(f"{where}: expected {expected}, got {got} {detail}")
+        elif expected == "ok" and not 200 <= got < 300:
+            self.violations.append(f"{where}: expected 2xx, got {got} {detail}")
+        elif expected == "any" and got in (401, 403, 404):
+            self.violations.append(f"{where}: expected to pass authorization, got {got} {detail}")
+        elif expected not in ("ok", "any") and got != int(expected):
+            self.violations.append(f"{where}: expected {expected}, got {got} {detail}")
+        if got >= 400:
+            problem = _problem_json_error(response)
+            if problem:
+                self.violations.append(f"{where}: the {got} is not problem+json: {problem}")
+
+    def report(self, elapsed: float) -> str:
+        header = f"{'row':<70}" + "".join(f"{c:>5}" for c in CALLERS)
+        lines = [header]
+        for key, row in MATRIX.items():
+            got = self.observed.get(key, {})
+            cells = "".join(
+                f"{(str(got[c]) if c in got else '-'):>5}" for c in CALLERS if c in row.expected
+            )
+            lines.append(f"{key:<70}{cells}")
+        variants = sum(1 for r in MATRIX.values() if r.variant)
+        lines.append(
+            f"authorization matrix: {len(MATRIX)} rows ({len(MATRIX) - variants} routes + "
+            f"{variants} state variant), {self.calls} calls, {len(self.violations)} violations, "
+            f"{elapsed:.1f} s"
+        )
+        lines += [f"VIOLATION {v}" for v in self.violations]
+        return "\n".join(lines)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict) and "detail" in body:
+        return f"({str(body['detail'])[:160]})"
+    return ""
+
+
+def _problem_json_error(response: httpx.Response) -> str | None:
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("application/problem+json"):
+        return f"content-type {content_type!r}"
+    try:
+        body = response.json()
+    except ValueError:
+        return "body is not JSON"
+    missing = {"type", "title", "status", "detail"} - set(body)
+    if missing:
+        return f"missing {sorted(missing)}"
+    if body["status"] != response.status_code:
+        return f"status {body['status']} in the body"
+    return None
+
+
+# ---- setting the objects up ----------------------------------------------------------------------
+
+_people = itertools.count()
+
+
+async def callers(api: Api) -> dict[str, dict[str, str]]:
+    person = {"sex": "female", "birth_year": 1985, "district": "Mapo-gu"}
+    return {
+        "anon": {},
+        "cit": await api.citizen("matrix-citizen", **person),
+        "inel": await api.citizen("matrix-official", public_official=True, **person),
+        "cwo": await api.official("caseworker", OWN_DEPARTMENT),
+        "cwx": await api.official("caseworker", OTHER_DEPARTMENT),
+        "com": await api.official("committee"),
+        "aud": await api.official("auditor"),
+        "adm": await api.official("admin"),
+    }
+
+
+async def support_many(system: Stack, proposal_id: str, count: int) -> None:
+    """`count` different eligible citizens support over HTTP, 25 at a time."""
+
+    async def one() -> None:
+        claims = {"sub": f"matrix-supporter-{next(_people)}", "role": "citizen"}
+        token = issue_token(system.settings.jwt_secret, {**claims, "residency": "resident"})
+        path = f"/v1/proposals/{proposal_id}/supports"
+        expect(await system.http.post(path, headers=auth(token)), 201)
+
+    for start in range(0, count, 25):
+        await asyncio.gather(*(one() for _ in range(min(25, count - start))))
+
+
+async def cast_yes(system: Stack, proposal_id: str, count: int) -> None:
+    """Ballots through the code the API uses, in bulk, so the vote reaches its quorum."""
+    async with system.sessions() as session, session.begin():
+        for index in range(count):
+            await cast_ballot(
+                session, proposal_id=proposal_id, person_id=f"matrix-voter-{index}", choice="yes"
+            )
+
+
+async def wait_until(api: Api, path: str, status: str, within: float = 20.0) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        current: dict[str, Any] = expect(await api.http.get(path), 200)
+        if current["status"] == status:
+            return current
+        assert loop.time() < deadline, f"{path} never became {status}: {current}"
+        await asyncio.sleep(0.05)
+
+
+def pool_members(name: str, count: int) -> list[dict[str, Any]]:
+    districts = ("Jongno-gu", "Jung-gu", "Mapo-gu", "Nowon-gu")
+    return [
+        {
+            "person_id": f"{name}-{i}",
+            "sex": "female" if i % 2 else "male",
+            "birth_year": 1950 + i % 50,
+            "district": districts[i % len(districts)],
+        }
+        for i in range(count)
+    ]
+
+
+async def test_authorization_matrix(api: Api, system: Stack) -> None:
+    started = time.monotonic()
+    served = served_routes(system.settings)
+    assert not coverage_problems(served), coverage_problems(served)
+    who = await callers(api)
+    m = Matrix(system.http, who)
+    admin = who["adm"]
+
+    # Everything in the published OpenAPI document is a row too (the served app is this app).
+    spec = expect(await system.http.get("/openapi.json"), 200)
+    documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    assert documented <= {(r.method, r.path) for r in MATRIX.values()}
+
+    # ---- day 0: the objects --------------------------------------------------------------------
+    proposer = await api.citizen()
+    readable = await api.propose(proposer)  # ripening: read, supported, commented on
+    withdrawable_by = await api.citizen()
+    withdrawable = await api.propose(withdrawable_by)
+    walked = await api.to_review()  # walks the whole path, one row per stage
+    linked = await api.propose(await api.citizen(), rulebook="seoul-2020")
+    await support_many(system, linked["id"], 500)
+    await api.wait_status(linked["id"], "agenda_selection")
+
+    # ---- day 0: the rows -------------------------------------------------------------------------
+    await m.check("POST /v1/dev/tokens", body={"sub": "matrix-token", "role": "auditor"})
+    await m.check("POST /v1/dev/clock/advance", body={"seconds": 1})
+    await m.check("GET /v1/clock")
+    await m.check("GET /healthz")
+    await m.check("GET /openapi.json")
+    docs = (await m.check("GET /docs"))["anon"].text
+    await m.check("GET /docs/oauth2-redirect")
+    await m.check("GET /redoc")
+    asset = re.search(r"/static/docs/([^\"'?#]+)", docs)
+    assert asset, "the /docs page links no file under /static/docs"
+    await m.check("GET /static/docs/{path}", path=asset.group(1))
+
+    await m.check("POST /v1/proposals", body={"title": "Benches", "body": "On every corner."})
+    await m.check("GET /v1/proposals")
+    await m.check("GET /v1/proposals/{proposal_id}", proposal_id=readable["id"])
+    await m.check("GET /v1/proposals/{proposal_id}/timeline", proposal_id=readable["id"])
+    await m.check("POST /v1/proposals/{proposal_id}/supports", proposal_id=readable["id"])
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/comments",
+        proposal_id=readable["id"],
+        body={"body": "Yes, on our street too."},
+    )
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/withdraw",
+        proposal_id=withdrawable["id"],
+        owner=withdrawable_by,
+    )
+
+    pid = walked["id"]
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/assign",
+        proposal_id=pid,
+        body={"department": OWN_DEPARTMENT, "note": "routed"},
+    )
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/review",
+        proposal_id=pid,
+        body={"decision": "accept", "reason": "feasible"},
+    )
+    scores = {"necessity": 8, "changeability": 7, "feasibility": 6, "impact": 9}
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/screening",
+        proposal_id=pid,
+        body={"decision": "advance", "scores": scores, "note": "first review"},
+    )
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/plan",
+        proposal_id=pid,
+        body={"summary": "Plant in spring", "executing_department": OWN_DEPARTMENT, "cost_krw": 0},
+    )
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/appropriateness",
+        proposal_id=pid,
+        body={"verdict": "appropriate", "reason": "lawful and funded"},
+    )
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/ballots", proposal_id=pid, body={"choice": "yes"}
+    )
+    await cast_yes(system, pid, 1_000)
+    await m.check("GET /v1/audit/ballots/{ballot_id}/recount [vote-open]", ballot_id=pid)
+    await m.check("GET /v1/inbox")
+    await m.check("GET /v1/me/activity")
+
+    await m.check("GET /v1/proposals/{proposal_id}/agenda", proposal_id=linked["id"])
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/agenda/plan",
+        proposal_id=linked["id"],
+        body={"agenda_title": "Shade", "summary": "Trees or awnings?", "forum_kind": "for_against"},
+    )
+
+    forum_body = {"title": "Night buses", "body": "More lines?", "kind": "for_against"}
+    forum = (await m.check("POST /v1/forums", body=forum_body))["adm"].json()
+    fid = forum["id"]
+    await m.check("GET /v1/forums")
+    await m.check("GET /v1/forums/{forum_id}", forum_id=fid)
+    await m.check("GET /v1/forums/{forum_id}/timeline", forum_id=fid)
+    await m.check(
+        "POST /v1/forums/{forum_id}/participations",
+        forum_id=fid,
+        body={"position": "for"},
+    )
+    forum_post = expect(
+        await api.post(
+            f"/v1/forums/{fid}/participations",
+            await api.citizen(),
+            {"position": "against", "opinion": "Too noisy at night"},
+        ),
+        201,
+    )["post_id"]
+    await m.check("GET /v1/forums/{case_id}/posts", case_id=fid)
+    await m.check(
+        "POST /v1/forums/{case_id}/posts/{post_id}/reports",
+        case_id=fid,
+        post_id=forum_post,
+        body={"reason": "off topic"},
+    )
+    await m.check(
+        "POST /v1/forums/{case_id}/posts/{post_id}/moderation",
+        case_id=fid,
+        post_id=forum_post,
+        body={"action": "hide", "reason": "criterion 2"},
+    )
+
+    pool = "matrix-pool"
+    await m.check(
+        "POST /v1/sortition-pools", body={"name": pool, "members": pool_members(pool, 40)}
+    )
+    await m.check("POST /v1/sortition-pools/{name}/volunteers", name=pool)
+    await m.check("GET /v1/sortition-pools/{name}", name=pool)
+    seed = "matrix seed"
+    draw_body = {
+        "purpose": "other",
+        "size": 6,
+        "strata": ["sex"],
+        "pool": pool,
+        "seed_commitment": hashlib.sha256(seed.encode()).hexdigest(),
+    }
+    draw = (await m.check("POST /v1/sortitions", body=draw_body))["adm"].json()
+    await m.check("POST /v1/sortitions/{draw_id}/reveal", draw_id=draw["id"], body={"seed": seed})
+    await m.check("GET /v1/sortitions/{draw_id}", draw_id=draw["id"])
+    await m.check("GET /v1/sortitions/{draw_id}/snapshot", draw_id=draw["id"])
+    await m.check("GET /v1/sortitions/{draw_id}/verify", draw_id=draw["id"])
+    await m.check("GET /v1/sortitions/{draw_id}/members", draw_id=draw["id"])
+    await m.check("GET /v1/sortitions/{draw_id}/me", draw_id=draw["id"])
+    # A public deliberation with that draw as its panel: its recommendation comes after the close.
+    deliberation = expect(
+        await api.post(
+            "/v1/forums",
+            admin,
+            {"title": "Stray cats", "body": "Living together", "kind": "discussion"}
+            | {"panel_draw_id": draw["id"]},
+        ),
+        201,
+    )
+
+    await m.check("GET /v1/audit/cases/{workflow_id}/history", workflow_id=readable["workflow_id"])
+    await m.check("POST /v1/audit/cases/{workflow_id}/replay", workflow_id=readable["workflow_id"])
+
+    opens_at = datetime.fromisoformat(await api.now()) + timedelta(days=15)
+    ask_body = {
+        "title": "Relocate stray cats?",
+        "body": "Neutral material.",
+        "opens_at": opens_at.isoformat(),
+        "closes_at": (opens_at + timedelta(days=30)).isoformat(),
+    }
+    ask = (await m.check("POST /v1/asks", body=ask_body))["cwo"].json()
+    aid = ask["id"]
+    assert ask["department"] == OWN_DEPARTMENT
+    await m.check("GET /v1/asks")
+    await m.check("GET /v1/asks/{ask_id}", ask_id=aid)
+    await m.check("GET /v1/asks/{ask_id}/timeline", ask_id=aid)
+    await m.check("GET /v1/asks/{case_id}/posts", case_id=aid)
+
+    # ---- day 15: the ask is open -------------------------------------------------------------
+    await api.advance(days=15, seconds=120)
+    await wait_until(api, f"/v1/asks/{aid}", "open")
+    await m.check("POST /v1/asks/{ask_id}/participations", ask_id=aid, body={"position": "against"})
+    ask_post = expect(
+        await api.post(
+            f"/v1/asks/{aid}/participations",
+            await api.citizen(),
+            {"position": "for", "opinion": "Shelters first"},
+        ),
+        201,
+    )["post_id"]
+    await m.check(
+        "POST /v1/asks/{case_id}/posts/{post_id}/reports",
+        case_id=aid,
+        post_id=ask_post,
+        body={"reason": "spam"},
+    )
+    await m.check(
+        "POST /v1/asks/{case_id}/posts/{post_id}/moderation",
+        case_id=aid,
+        post_id=ask_post,
+        body={"action": "hide", "reason": "criterion 1"},
+    )
+
+    # ---- day 31: the vote, the forums and the agenda's 30 days are over -------------------------
+    await api.advance(days=16)
+    await api.wait_status(pid, "executing")
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/execution-reports",
+        proposal_id=pid,
+        body={"progress_pct": 40, "note": "begun"},
+    )
+    await m.check("GET /v1/audit/ballots/{ballot_id}/recount", ballot_id=pid)
+    await m.check(
+        "POST /v1/proposals/{proposal_id}/agenda/decision",
+        proposal_id=linked["id"],
+        body={"hold_forum": False, "votes_for": 5, "votes_against": 15, "reason": "not now"},
+    )
+    await wait_until(api, f"/v1/forums/{deliberation['id']}", "closed")
+    await m.check(
+        "POST /v1/forums/{forum_id}/recommendation",
+        forum_id=deliberation["id"],
+        body={"text": "Feeding stations in three districts"},
+    )
+
+    # ---- day 46: the ask's opinion period is over, the department reviews ----------------------
+    await api.advance(days=15)
+    await wait_until(api, f"/v1/asks/{aid}", "dept_review")
+    await m.check(
+        "POST /v1/asks/{ask_id}/review",
+        ask_id=aid,
+        body={"summary": "Relocation with shelters", "actions": "Budget for shelters"},
+    )
+
+    unexercised = [key for key in MATRIX if key not in m.observed]
+    report = m.report(time.monotonic() - started)
+    print("\n" + report)
+    assert not unexercised, f"matrix rows no scenario calls: {unexercised}"
+    assert not m.violations, "authorization violations:\n" + "\n".join(m.violations)
