@@ -277,7 +277,7 @@ class ForumCreate(Body):
     kind: Literal["for_against", "discussion"]
     origin_proposal_id: ShortText | None = None
     field: ShortText | None = None
-    rulebook: ShortText | None = None
+    rulebook: RulebookName | None = None
     panel_draw_id: ShortText | None = None
 
 
@@ -360,7 +360,7 @@ class AskCreate(Body):
     body: Text
     opens_at: AwareDatetime
     closes_at: AwareDatetime
-    rulebook: ShortText | None = None
+    rulebook: RulebookName | None = None
 
 
 class AskOut(BaseModel):

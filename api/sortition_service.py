@@ -387,7 +387,8 @@ def _counts(rows: list[dict[str, Any]]) -> list[StratumCountOut]:
 
 
 def scheme_of(row: SortitionDraw) -> Scheme:
-    """ "v2" when the frozen candidates carry pseudonyms (set at commit, never changed)."""
+    """Scheme "v2" when the frozen candidates carry pseudonyms (given at the commit, never
+    changed), "v1" for a draw committed before pseudonyms."""
     if row.snapshot and all("pseudonym" in c for c in row.snapshot):
         return "v2"
     return "v1"
@@ -683,7 +684,7 @@ def my_entry(row: SortitionDraw, person_id: str) -> MyEntryOut:
     a candidate of this draw (the draw's candidates are nobody else's business)."""
     entry = next((c for c in row.snapshot if c["person_id"] == person_id), None)
     if entry is None:
-        raise not_found("candidate of this draw (you were not in its pool when it was committed)")
+        raise Problem(404, "you are not a candidate of this draw (not in its frozen pool)")
     revealed = row.members is not None
     return MyEntryOut(
         draw_id=row.id,
