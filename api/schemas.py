@@ -30,6 +30,8 @@ Score = Annotated[int, Field(ge=0, le=10)]
 T = TypeVar("T")
 
 
+#: A time with its offset, as ISO 8601 text: strict bodies still parse times from JSON strings.
+IsoTime = Annotated[AwareDatetime, Field(strict=False)]
 RulebookName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$"),
@@ -358,8 +360,8 @@ class ModerationOut(BaseModel):
 class AskCreate(Body):
     title: ShortText
     body: Text
-    opens_at: AwareDatetime
-    closes_at: AwareDatetime
+    opens_at: IsoTime
+    closes_at: IsoTime
     rulebook: RulebookName | None = None
 
 

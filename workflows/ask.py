@@ -22,7 +22,6 @@ from workflows.common import (
     activity_options,
     await_answer,
     next_entry,
-    projection_options,
     reject,
     require_idle,
     require_text,
@@ -169,7 +168,7 @@ class AskWorkflow:
             await workflow.execute_activity_method(
                 CaseRecords.project_ask,
                 AskProjection(state=copy.deepcopy(self._state), entry=entry),
-                **projection_options(),
+                **activity_options(),
             )
         finally:
             self._recording -= 1

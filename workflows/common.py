@@ -23,13 +23,13 @@ with workflow.unsafe.imports_passed_through():
     from models.text import unwritable_reason
 
 ACTIVITY_TIMEOUT = timedelta(minutes=5)
+#: Every activity talks to Postgres, and a case never fails because Postgres was away for a
+#: while: activities are retried with backoff for as long as it takes (no schedule-to-close
+#: bound, no attempt limit; design.md, principle 3). Errors retrying cannot fix are raised
+#: non-retryable by the activity itself, and `CaseRecords` raises the alarm when a projection
+#: keeps failing. (On the time-skipping server an advance of the clock skips over backoff
+#: waits, but never past the time it was asked to reach.)
 ACTIVITY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
-#: A projection is retried until it succeeds, however long the database is away (design.md,
-#: principle 3): no schedule-to-close bound, no attempt limit. `CaseRecords` raises the alarm
-#: when one keeps failing.
-PROJECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1), maximum_attempts=0
 )
 OPERATIONS = "operations"
@@ -39,27 +39,11 @@ Record = Callable[[str, Role, str], Awaitable[TimelineEntry]]
 
 class ActivityOptions(TypedDict):
     start_to_close_timeout: timedelta
-    schedule_to_close_timeout: timedelta
     retry_policy: RetryPolicy
 
 
 def activity_options() -> ActivityOptions:
-    """Every activity has a schedule-to-close bound: without one, the time-skipping server
-    can jump years ahead while an activity is retried."""
-    return ActivityOptions(
-        start_to_close_timeout=ACTIVITY_TIMEOUT,
-        schedule_to_close_timeout=ACTIVITY_TIMEOUT * 6,
-        retry_policy=ACTIVITY_RETRY,
-    )
-
-
-class ProjectionOptions(TypedDict):
-    start_to_close_timeout: timedelta
-    retry_policy: RetryPolicy
-
-
-def projection_options() -> ProjectionOptions:
-    return ProjectionOptions(start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=PROJECTION_RETRY)
+    return ActivityOptions(start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY)
 
 
 def reject(kind: ErrorType, message: str) -> ApplicationError:

@@ -16,7 +16,6 @@ from temporalio.exceptions import ApplicationError
 from workflows.common import (
     activity_options,
     next_entry,
-    projection_options,
     reject,
     require_idle,
     require_text,
@@ -153,7 +152,7 @@ class ForumWorkflow:
             await workflow.execute_activity_method(
                 CaseRecords.project_forum,
                 ForumProjection(state=copy.deepcopy(self._state), entry=entry),
-                **projection_options(),
+                **activity_options(),
             )
         finally:
             self._recording -= 1

@@ -25,7 +25,6 @@ from workflows.common import (
     activity_options,
     await_answer,
     next_entry,
-    projection_options,
     reject,
     require_idle,
     require_text,
@@ -371,7 +370,7 @@ class ProposalWorkflow:
                 created_by=AGENDA_SELECTION_GROUP,
                 origin_proposal_id=self._start.proposal_id,
             ),
-            **projection_options(),
+            **activity_options(),
         )
         await workflow.start_child_workflow(
             ForumWorkflow.run,
@@ -621,7 +620,7 @@ class ProposalWorkflow:
             await workflow.execute_activity_method(
                 CaseRecords.project_proposal,
                 Projection(state=copy.deepcopy(self._state), entry=entry),
-                **projection_options(),
+                **activity_options(),
             )
         finally:
             self._recording -= 1
