@@ -196,6 +196,14 @@ def _report_end(name: str, task: asyncio.Task[None]) -> str:
     return what
 
 
+def _describe_exit(code: int) -> str:
+    """A process's exit as words ("killed by SIGKILL", "exit code 1")."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
 async def _wait(event: asyncio.Event, seconds: float) -> bool:
     """Wait up to `seconds` for `event`; return whether it is set."""
     with contextlib.suppress(TimeoutError):
@@ -270,6 +278,14 @@ class _RestartBudget:
 
 
 class _Up:
+    """`minju up`: start the servers, the worker and the API, and keep them running.
+
+    A supervisor looks at every part each POLL_INTERVAL s. A dead PostgreSQL (same data dir),
+    Temporal dev server (same ports and SQLite file) or worker is restarted with backoff; the
+    API dying, a part that cannot be kept running (see _RestartBudget) or the time-skipping
+    test server dying (its workflows are gone with it) stops everything, with exit code 1.
+    """
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.data_dir = Path(args.data_dir).expanduser().resolve()
@@ -278,6 +294,9 @@ class _Up:
         self.pg: EmbeddedPostgres | None = None
         self.temporal: TemporalServer | None = None
         self.api: uvicorn.Server | None = None
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.budgets: dict[str, _RestartBudget] = {}
+        self.failure: str | None = None
 
     def force(self) -> None:
         """Second Ctrl-C: kill Temporal now, ask Postgres for a fast shutdown, do not wait."""
@@ -292,6 +311,12 @@ class _Up:
             self.api.should_exit = True
 
     async def run(self) -> int:
+        code = await self._run()
+        if self.failure is not None:
+            log.error("minju up stopped: %s", self.failure)
+        return code
+
+    async def _run(self) -> int:
         from minju import stack
 
         signals = _Signals(self.stop, self.force)
@@ -299,7 +324,8 @@ class _Up:
         signals.install()
         args = self.args
         base_settings = _settings_from_env()  # fail on a bad environment before starting anything
-        if stack._port_in_use(args.port, args.host if args.host not in ("", "::") else "0.0.0.0"):
+        api_host = args.host if args.host not in ("", "::") else "0.0.0.0"
+        if not await stack.wait_port_free(args.port, api_host):
             raise StartupError(f"port {args.port} is already in use: pass --port")
         if not os.environ.get("DATABASE_URL"):
             try:
@@ -357,21 +383,92 @@ class _Up:
             if self.stop.is_set():
                 return 0
 
-            # 4. worker + API
-            import worker
+            # 4. worker + API, supervised with the servers
             from api.app import create_app
 
             self.api = _uvicorn_server(create_app(settings), args.host, args.port)
-            return await _run_parts(
-                {
-                    "worker": worker.run_worker(settings, self.stop),
-                    "API": _serve_api(self.api),
-                },
-                self.stop,
-                self.api,
-                on_started=lambda: self._banner(settings, temporal_log),
+            await self._start_worker(settings)
+            self.tasks["API"] = asyncio.create_task(_serve_api(self.api), name="API")
+            self.failure = await self._supervise(
+                settings, lambda: self._banner(settings, temporal_log)
             )
+            if self.failure is not None:
+                log.error("stopping everything: %s", self.failure)
+            code = await _stop_parts(self.tasks, self.stop, self.api)
+            return EXIT_FAILURE if self.failure is not None else code
         return 0  # pragma: no cover - mypy: the exit stack may swallow exceptions
+
+    async def _start_worker(self, settings: Settings) -> None:
+        import worker
+
+        self.tasks["worker"] = asyncio.create_task(
+            worker.run_worker(settings, self.stop), name="worker"
+        )
+
+    async def _supervise(self, settings: Settings, announce: Callable[[], None]) -> str | None:
+        """Look at the parts until `stop` is set; return why everything must stop, if so."""
+        announced = False
+        while not self.stop.is_set():
+            if not announced and self.api is not None and self.api.started:
+                announce()
+                announced = True
+            failure = await self._check_parts(settings)
+            if failure is not None:
+                return failure
+            await _wait(self.stop, POLL_INTERVAL if announced else 0.05)
+        return None
+
+    async def _check_parts(self, settings: Settings) -> str | None:
+        """Restart the first part found dead; return why everything must stop instead."""
+        if self.stop.is_set():
+            return None  # the parts are ending because they were asked to
+        api = self.tasks["API"]
+        if api.done():
+            return _report_end("the API", api)
+        pg = self.pg
+        if pg is not None and not pg.alive:
+            log.error("PostgreSQL (pid %s) died", pg.pid)
+            return await self._restart("PostgreSQL", lambda: asyncio.to_thread(pg.restart))
+        temporal = self.temporal
+        if temporal is not None and temporal.exit_code is not None:
+            how = _describe_exit(temporal.exit_code)
+            if temporal.simulated:
+                return (
+                    f"the Temporal time-skipping test server died ({how}). It keeps no state: "
+                    "the workflows of this run are gone with it, so it is not restarted. "
+                    "The database minju_simulated is kept; the next start archives it."
+                )
+            log.error("the Temporal dev server died (%s)", how)
+            return await self._restart("the Temporal dev server", temporal.restart)
+        worker_task = self.tasks["worker"]
+        if worker_task.done():
+            _report_end("the worker", worker_task)
+            return await self._restart("the worker", lambda: self._start_worker(settings))
+        return None
+
+    async def _restart(self, part: str, start: Callable[[], Awaitable[None]]) -> str | None:
+        """Restart `part` after its backoff delay, retrying a failed start within its budget;
+        return why it cannot be kept running, if so."""
+        budget = self.budgets.setdefault(part, _RestartBudget())
+        error: str | None = None
+        while True:
+            delay = budget.next_delay(time.monotonic())
+            if delay is None:
+                limit = f"{len(RESTART_BACKOFF)} restarts within {RESTART_WINDOW:.0f}s"
+                if error is not None:
+                    return f"{part} cannot be restarted ({limit}; last error: {error})"
+                return f"{part} keeps dying (more than {limit})"
+            log.warning("restarting %s in %.0fs", part, delay)
+            if await _wait(self.stop, delay):
+                return None
+            try:
+                await start()
+            except Exception as exc:
+                error = str(exc) or type(exc).__name__
+                log.error("restarting %s failed: %s", part, error)
+                continue
+            log.info("%s restarted", part)
+            return None
 
     async def _start_postgres(self, cleanup: contextlib.AsyncExitStack) -> str:
         from minju import stack
@@ -391,12 +488,16 @@ class _Up:
 
         cleanup.push_async_callback(stop_pg)
         if self.clock is ClockMode.SIMULATED:
-            log.info(
-                "simulated clock: recreating database minju_simulated (the test server keeps "
-                "no state, so rows from an earlier run would point at workflows that no longer "
-                "exist)"
-            )
-            return await stack.ensure_database(pg, "minju_simulated", recreate=True)
+            # The test server keeps no state, so rows of an earlier run point at workflows
+            # that no longer exist: start on an empty database, but keep the old one.
+            archived = await stack.archive_database(pg, "minju_simulated")
+            if archived is not None:
+                log.info(
+                    "simulated clock: archived the previous run's database minju_simulated "
+                    "as %s; starting on an empty minju_simulated",
+                    archived,
+                )
+            return await stack.ensure_database(pg, "minju_simulated")
         return await stack.ensure_database(pg, "minju")
 
     async def _start_temporal(self, cleanup: contextlib.AsyncExitStack, log_file: Path) -> str:

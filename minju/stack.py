@@ -11,6 +11,10 @@ which every part uses to reach Temporal).
   With a plain client connected, its clock runs at wall speed and jumps forward only through
   `test_service.unlock_time_skipping_with_sleep`: the simulated clock.
 
+`EmbeddedPostgres.restart` and `TemporalServer.restart` start a server that died again on the
+same data (the supervisor of `minju up` uses them). Port checks ignore TIME_WAIT connections,
+as the servers do (SO_REUSEADDR), and wait a little for a port an earlier run is releasing.
+
 Server subprocesses run in their own session (process group); `stop()` terminates the whole
 group, waits, and kills it after a timeout. On Linux they also get SIGTERM if the thread that
 started them dies (`PR_SET_PDEATHSIG`), so a killed parent does not leave a server behind.

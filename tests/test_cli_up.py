@@ -52,12 +52,14 @@ def _leftovers(*markers: str) -> list[psutil.Process]:
 
 
 class Up:
-    """A running `minju up`, its output in a log file."""
+    """A running `minju up`, its output in a log file (free ports unless given)."""
 
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(
+        self, data_dir: Path, *args: str, port: int | None = None, temporal_port: int | None = None
+    ) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
-        self.temporal_port = free_port()
+        self.port = port or free_port()
+        self.temporal_port = temporal_port or free_port()
         self.log_path = data_dir.parent / f"up-{time.monotonic_ns()}.log"
         env = {
             k: v
@@ -105,12 +107,14 @@ class Up:
     async def interrupt(self) -> int:
         """SIGINT, then the exit code (fails the test if it takes longer than EXIT_TIMEOUT)."""
         self.proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + EXIT_TIMEOUT
+        return await self.wait_exit("after SIGINT")
+
+    async def wait_exit(self, after: str, within: float = EXIT_TIMEOUT) -> int:
+        """The exit code, once it exits (fails the test if that takes longer than `within` s)."""
+        deadline = time.monotonic() + within
         while self.proc.poll() is None:
             if time.monotonic() > deadline:
-                pytest.fail(
-                    f"minju up still running {EXIT_TIMEOUT}s after SIGINT:\n{self.output()}"
-                )
+                pytest.fail(f"minju up still running {within}s {after}:\n{self.output()}")
             await asyncio.sleep(0.1)
         return self.proc.returncode
 
@@ -130,8 +134,10 @@ class Up:
 
 
 @asynccontextmanager
-async def minju_up(data_dir: Path, *args: str) -> AsyncIterator[Up]:
-    up = Up(data_dir, *args)
+async def minju_up(
+    data_dir: Path, *args: str, port: int | None = None, temporal_port: int | None = None
+) -> AsyncIterator[Up]:
+    up = Up(data_dir, *args, port=port, temporal_port=temporal_port)
     try:
         yield up
     finally:
