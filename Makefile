@@ -2,6 +2,8 @@
 #             e.g. make up ARGS="--clock simulated --port 8001"
 # make test   run the test suite (ARGS are passed to pytest)
 # make lint   ruff check, ruff format --check, mypy
+# make fuzz   10,000+ generated requests against a full `minju up --clock simulated`
+#             e.g. make fuzz ARGS="--requests 50000" or ARGS="--url http://127.0.0.1:8000"
 #
 # The virtualenv is created in .venv on first use and the project (re)installed into it
 # whenever pyproject.toml is newer than .venv/.installed.
@@ -12,7 +14,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: up test lint install
+.PHONY: up test lint install fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +35,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz $(ARGS)

@@ -95,7 +95,8 @@ RETRY_AFTER_HEADER: dict[str, Any] = {
     "schema": {"type": "integer", "minimum": 0},
 }
 
-#: Why each status can be returned; the first words become the response's description.
+#: What each status means, as the response's description. 429 is described for when something
+#: rate-limits; no route does yet, so no operation lists it.
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Bad request: malformed input outside the schema (e.g. a cursor or Idempotency-Key).",
     401: "No bearer token, or an invalid or expired one.",
@@ -128,7 +129,7 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
 
 
 def _auth(route: APIRoute) -> str | None:
-    """ "required", "optional" or None: whether the route reads a bearer token."""
+    """Whether the route reads a bearer token: "required", "optional" or None."""
     calls = set(_calls(route.dependant))
     if current_principal in calls:
         return "required"
@@ -188,7 +189,9 @@ def _error_statuses(
     if refers:
         # an id in the path or in the body that names no object (or one the caller may not see)
         statuses.append(404)
-    if method in _WRITE_METHODS:
+    if method in _WRITE_METHODS or has_path:
+        # a write in the wrong state, or a read of an object not in a state to answer it
+        # (e.g. verifying a draw whose seed is not revealed)
         statuses.append(409)
     # every route checks its path and query parameters for unwritable text (api/errors.py)
     statuses.append(422)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -269,7 +270,9 @@ class SimulatedClock:
                     {sleep.task}, timeout=min(POLL_SECONDS * 5, self._left(deadline))
                 )
                 return
-            failure = sleep.task.exception()
+            failure: BaseException | None = (
+                asyncio.CancelledError() if sleep.task.cancelled() else sleep.task.exception()
+            )
             if failure is None:
                 self._sleep = None  # came back: the server relocked at its target
                 return
@@ -320,7 +323,7 @@ class SimulatedClock:
 
     async def _read(self, deadline: float) -> datetime:
         """The server's time, retrying transport errors with a short backoff until `deadline`."""
-        for attempt in range(10_000):
+        for attempt in itertools.count():
             try:
                 return await self.now()
             except ClockUnavailable as exc:
@@ -328,7 +331,7 @@ class SimulatedClock:
                 if time.monotonic() + pause >= deadline:
                     raise ClockStalled(str(exc), now=None, target=None) from exc
                 await asyncio.sleep(pause)
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable")  # pragma: no cover - count() never ends
 
     async def _now_or_none(self) -> datetime | None:
         with contextlib.suppress(ClockUnavailable):
