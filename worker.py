@@ -16,7 +16,7 @@ from activities.forums import ForumRecords
 from activities.notices import Notices
 from activities.opinions import OpinionBoxes
 from activities.records import CaseRecords
-from minju.config import Settings
+from minju.config import ClockMode, Settings
 from minju.db import create_engine, session_factory
 from workflows.ask import AskWorkflow
 from workflows.forum import ForumWorkflow
@@ -46,6 +46,12 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
 def create_worker(
     client: Client, settings: Settings, engine: AsyncEngine, **options: Any
 ) -> Worker:
+    if settings.clock_mode is ClockMode.SIMULATED:
+        # The time-skipping test server never moves a workflow task off the sticky queue of a
+        # worker that died, so a restarted worker would never see the cases the dead one had
+        # cached. With no cache a worker asks for no sticky queue: every task goes to the
+        # shared queue (each replays its history, which simulated runs can afford).
+        options.setdefault("max_cached_workflows", 0)
     return Worker(
         client,
         task_queue=settings.task_queue,

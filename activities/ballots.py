@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
+from activities import heartbeating
 from models.proposal import Status, Tally
 from models.tables import BallotChoice, BallotParticipation, Proposal
 
@@ -102,7 +103,7 @@ class BallotBox:
     async def close_and_tally(self, proposal_id: str) -> Tally:
         """Close the box (no ballot after this commits) and count it; idempotent."""
         closed_at: datetime = activity.info().current_attempt_scheduled_time
-        async with self._sessions() as session, session.begin():
+        async with heartbeating(), self._sessions() as session, session.begin():
             await session.execute(
                 select(col(Proposal.id)).where(col(Proposal.id) == proposal_id).with_for_update()
             )

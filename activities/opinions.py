@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
+from activities import heartbeating
 from models.deliberation import OpinionTally
 from models.deliberation_tables import OpinionBox, Participation, Post
 
@@ -124,7 +125,7 @@ class OpinionBoxes:
     async def close_and_count(self, case_id: str) -> OpinionTally:
         """Close the box (no participation after this commits) and count it; idempotent."""
         closed_at = activity.info().current_attempt_scheduled_time
-        async with self._sessions() as session, session.begin():
+        async with heartbeating(), self._sessions() as session, session.begin():
             await session.execute(
                 update(OpinionBox)
                 .where(col(OpinionBox.case_id) == case_id)

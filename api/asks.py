@@ -129,7 +129,7 @@ async def create_ask(
         idempotency_key,
         "POST /v1/asks",
         body,
-        lambda: _open_ask(ctx, principal, body),
+        lambda unit: _open_ask(unit, principal, body),
     )
 
 
@@ -184,8 +184,8 @@ async def take_part(
         f"POST participations {ask_id}",
         body,
         # An ask is a for/against question: a position is required, an opinion optional.
-        lambda: opinion_service.take_part(
-            ctx, principal, ask_id, body, kind=ForumKind.FOR_AGAINST.value
+        lambda unit: opinion_service.take_part(
+            unit, principal, ask_id, body, kind=ForumKind.FOR_AGAINST.value
         ),
     )
 

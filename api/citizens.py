@@ -12,7 +12,7 @@ from sqlmodel.sql.expression import Select
 from activities.ballots import BallotRefused, cast_ballot
 from api import proposal_service as service
 from api.auth import CurrentPrincipal, require_eligible, require_role
-from api.context import Ctx, Session
+from api.context import AppContext, Ctx, Session
 from api.errors import Problem
 from api.idempotency import run_once
 from api.schemas import (
@@ -54,7 +54,7 @@ async def submit_proposal(
         idempotency_key,
         "POST /v1/proposals",
         body,
-        lambda: service.create(ctx, principal, body),
+        lambda unit: service.create(unit, principal, body),
     )
 
 
@@ -102,7 +102,7 @@ async def support_proposal(
         idempotency_key,
         f"POST supports {proposal_id}",
         {},
-        lambda: service.support(ctx, principal, proposal_id),
+        lambda unit: service.support(unit, principal, proposal_id),
     )
 
 
@@ -121,7 +121,7 @@ async def comment_on_proposal(
         idempotency_key,
         f"POST comments {proposal_id}",
         body,
-        lambda: service.comment(ctx, principal, proposal_id, body.body),
+        lambda unit: service.comment(unit, principal, proposal_id, body.body),
     )
 
 
@@ -158,9 +158,9 @@ async def vote(
 ) -> JSONResponse:
     require_eligible(principal)
 
-    async def cast() -> BallotReceipt:
+    async def cast(unit: AppContext) -> BallotReceipt:
         try:
-            async with ctx.sessions() as session, session.begin():
+            async with unit.sessions() as session, session.begin():
                 receipt = await cast_ballot(
                     session, proposal_id=proposal_id, person_id=principal.sub, choice=body.choice
                 )

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from minju.clock import Clock
 from minju.config import Settings
+
+#: Something to do once a unit's transaction has committed (e.g. send the signals it queued),
+#: called with the process's context, not the unit's.
+AfterCommit = Callable[["AppContext"], Awaitable[object]]
 
 
 @dataclass
@@ -22,6 +28,42 @@ class AppContext:
     sessions: async_sessionmaker[AsyncSession]
     temporal: Client
     clock: Clock
+    #: Set inside `unit()`: what waits for its commit. None outside a unit.
+    pending_after_commit: list[AfterCommit] | None = None
+
+    async def after_commit(self, action: AfterCommit) -> None:
+        """Run `action` once what this context wrote is committed: now outside a unit."""
+        if self.pending_after_commit is None:
+            await action(self)
+        else:
+            self.pending_after_commit.append(action)
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[tuple[AppContext, AsyncConnection]]:
+        """One transaction for everything a request writes.
+
+        Yields a context whose `sessions()` all join one connection's transaction (each
+        session's own `begin()` is a savepoint in it) and that connection, for statements of
+        the caller's own. It commits when the block ends, or rolls back if it raises: nothing
+        written in the block is committed without the rest. Then what was deferred with
+        `after_commit` runs.
+        """
+        async with self.engine.connect() as connection:
+            async with connection.begin():
+                unit = dataclasses.replace(
+                    self,
+                    sessions=async_sessionmaker(
+                        bind=connection,
+                        class_=AsyncSession,
+                        expire_on_commit=False,
+                        join_transaction_mode="create_savepoint",
+                    ),
+                    pending_after_commit=[],
+                )
+                yield unit, connection
+        assert unit.pending_after_commit is not None
+        for action in unit.pending_after_commit:
+            await action(self)
 
 
 def get_context(request: Request) -> AppContext:

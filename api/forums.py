@@ -105,7 +105,7 @@ async def create_forum(
         idempotency_key,
         "POST /v1/forums",
         body,
-        lambda: _open_forum(ctx, principal.sub, body),
+        lambda unit: _open_forum(unit, principal.sub, body),
     )
 
 
@@ -162,7 +162,7 @@ async def take_part(
         idempotency_key,
         f"POST participations {forum_id}",
         body,
-        lambda: opinion_service.take_part(ctx, principal, forum_id, body, kind=forum.kind),
+        lambda unit: opinion_service.take_part(unit, principal, forum_id, body, kind=forum.kind),
     )
 
 

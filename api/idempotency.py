@@ -1,7 +1,10 @@
 """`Idempotency-Key` for creating POSTs: the same key and body return the first result.
 
-A placeholder row is claimed before the work runs, so two concurrent requests with one key
-cannot both create an object: the second gets 409 until the first is done, then the replay.
+The record is claimed, the work done and the record completed in one transaction
+(`AppContext.unit`): a request killed at any point either left its object and its record, so a
+retry with the same key gets the first answer, or left neither, so a retry does the work. A
+second request with the same key waits on the claimed row until the first has committed (then
+it gets the replay) or rolled back (then it does the work itself); two can never both create.
 
 A secret request (a ballot) must not leave its voter beside its receipt or choice (design.md,
 principle 7). Its record keeps neither the key nor anything readable: the key is stored as a
@@ -25,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import delete, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 
@@ -34,7 +37,8 @@ from api.context import AppContext
 from api.errors import Problem
 from models.tables import IdempotencyRecord
 
-IN_PROGRESS = 0
+#: The status of a claimed record until its request commits (never seen by another request).
+CLAIMED = 0
 MAX_KEY_LENGTH = 200
 
 
@@ -75,15 +79,16 @@ async def run_once(
     key: str | None,
     scope: str,
     body: Any,
-    produce: Callable[[], Awaitable[BaseModel]],
+    produce: Callable[[AppContext], Awaitable[BaseModel]],
     *,
     status_code: int = 201,
     secret: bool = False,
 ) -> JSONResponse:
-    """Run `produce` once per (caller, key). `secret=True` for a request whose body or result
-    must not be readable beside the caller's id (see the module's docstring)."""
+    """Run `produce` once per (caller, key), inside the transaction of the key's record: it is
+    given the context to write with. `secret=True` for a request whose body or result must not
+    be readable beside the caller's id (see the module's docstring)."""
     if key is None:
-        result = await produce()
+        result = await produce(ctx)
         return JSONResponse(jsonable_encoder(result), status_code=status_code)
     if not 0 < len(key) <= MAX_KEY_LENGTH:
         raise Problem(400, "Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
@@ -94,46 +99,42 @@ async def run_once(
     else:
         request_hash = _request_hash(scope, body)
     where = (col(IdempotencyRecord.principal) == principal.sub, col(IdempotencyRecord.key) == key)
-    async with ctx.sessions() as session, session.begin():
-        claimed = await session.execute(
+    now = await ctx.clock.now()
+    async with ctx.unit() as (unit, connection):
+        claimed = await connection.execute(
             insert(IdempotencyRecord)
             .values(
                 principal=principal.sub,
                 key=key,
                 scope=scope,
                 request_hash=request_hash,
-                status_code=IN_PROGRESS,
+                status_code=CLAIMED,
                 response={},
-                created_at=await ctx.clock.now(),
+                created_at=now,
             )
             .on_conflict_do_nothing()
             .returning(col(IdempotencyRecord.key))
         )
-        first = claimed.first() is not None
-        if not first:
-            record = await session.get(IdempotencyRecord, (principal.sub, key))
-    if not first:
-        assert record is not None
-        if record.request_hash != request_hash:
-            raise Problem(
-                422,
-                "this Idempotency-Key was used for a different request",
-                field="Idempotency-Key",
+        if claimed.first() is None:
+            # the first request with this key has committed (the insert waited for it)
+            stored_columns = (
+                col(IdempotencyRecord.request_hash),
+                col(IdempotencyRecord.status_code),
+                col(IdempotencyRecord.response),
             )
-        if record.status_code == IN_PROGRESS:
-            raise Problem(409, "a request with this Idempotency-Key is still in progress")
-        replay = seal.open(record.response) if seal is not None else record.response
-        return JSONResponse(replay, status_code=record.status_code)
-    try:
-        result = await produce()
-    except BaseException:
-        async with ctx.sessions() as session, session.begin():
-            await session.execute(delete(IdempotencyRecord).where(*where))
-        raise
-    encoded = jsonable_encoder(result)
-    stored = seal.seal(encoded) if seal is not None else encoded
-    async with ctx.sessions() as session, session.begin():
-        await session.execute(
-            update(IdempotencyRecord).where(*where).values(status_code=status_code, response=stored)
+            record = (await connection.execute(select(*stored_columns).where(*where))).one()
+        else:
+            encoded = jsonable_encoder(await produce(unit))
+            stored = seal.seal(encoded) if seal is not None else encoded
+            await connection.execute(
+                update(IdempotencyRecord)
+                .where(*where)
+                .values(status_code=status_code, response=stored)
+            )
+            return JSONResponse(encoded, status_code=status_code)
+    if record.request_hash != request_hash:
+        raise Problem(
+            422, "this Idempotency-Key was used for a different request", field="Idempotency-Key"
         )
-    return JSONResponse(encoded, status_code=status_code)
+    replay = seal.open(record.response) if seal is not None else record.response
+    return JSONResponse(replay, status_code=record.status_code)

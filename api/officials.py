@@ -252,8 +252,8 @@ async def report_execution(
         idempotency_key,
         f"POST execution-reports {proposal_id}",
         body,
-        lambda: _decide(
-            ctx,
+        lambda unit: _decide(
+            unit,
             principal,
             proposal_id,
             ProposalWorkflow.report_execution,

@@ -13,7 +13,13 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.client import (
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -224,7 +230,7 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
         for signal in signals:
             await signal_outbox.enqueue(session, signal, now)
     if signals:
-        await signal_outbox.send(ctx, signals)
+        await ctx.after_commit(lambda committed: signal_outbox.send(committed, signals))
     return SupportOut(proposal_id=proposal_id, support_count=count)
 
 
@@ -312,6 +318,7 @@ async def decide_case(
     busy_until = loop.time() + BUSY_PATIENCE_SECONDS
     pause = 0.05
     while True:
+        accepted: WorkflowUpdateHandle[Any] | None = None
         try:
             accepted = await handle.start_update(
                 update, command, id=request_id, wait_for_stage=WorkflowUpdateStage.ACCEPTED
@@ -329,14 +336,16 @@ async def decide_case(
                 raise unavailable(cause.message) from exc
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
-        except TimeoutError as exc:
-            raise unavailable(
-                f"the decision was accepted but the {what} is not recorded yet; retry with the "
-                "same Idempotency-Key for its result",
-                request_id=request_id,
-            ) from exc
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as exc:
+            if accepted is not None:
+                # the decision stands (its update id makes a retry return its result); only
+                # its projection, or the worker carrying it, is not there yet
+                raise unavailable(
+                    f"the decision was accepted but the {what} is not recorded yet; retry "
+                    "with the same Idempotency-Key for its result",
+                    request_id=request_id,
+                ) from exc
+            if isinstance(exc, RPCError) and exc.status is RPCStatusCode.NOT_FOUND:
                 current = await reload_case()
                 raise Problem(409, f"the case is closed (the {what} is {current.status})") from exc
             raise

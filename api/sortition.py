@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from api import sortition_service as service
 from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
-from api.context import Ctx, Session
+from api.context import AppContext, Ctx, Session
 from api.errors import Problem
 from api.idempotency import run_once
 from api.sortition_service import (
@@ -53,7 +53,7 @@ async def create_pool(
         idempotency_key,
         "POST /v1/sortition-pools",
         body,
-        lambda: service.create_pool(ctx.sessions, body, created_by=principal.sub, now=now),
+        lambda unit: service.create_pool(unit.sessions, body, created_by=principal.sub, now=now),
     )
 
 
@@ -90,7 +90,7 @@ async def volunteer(
         idempotency_key,
         f"POST volunteers {name}",
         {},
-        lambda: service.join_pool(ctx.sessions, name, person, now=now),
+        lambda unit: service.join_pool(unit.sessions, name, person, now=now),
     )
 
 
@@ -111,9 +111,9 @@ async def commit_draw(
     """Commit to sha256(seed): the pool is frozen into the draw's snapshot now."""
     require_role(principal, Role.ADMIN)
 
-    async def commit() -> DrawOut:
+    async def commit(unit: AppContext) -> DrawOut:
         return await service.commit_draw(
-            ctx.sessions,
+            unit.sessions,
             body,
             created_by=principal.sub,
             now=await ctx.clock.now(),

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from workflows.common import (
     activity_options,
     await_answer,
+    counting_options,
     next_entry,
     reject,
     require_idle,
@@ -83,7 +84,7 @@ class AskWorkflow:
 
         await workflow.sleep(max(start.closes_at - workflow.now(), timedelta(0)))
         tally = await workflow.execute_activity_method(
-            OpinionBoxes.close_and_count, start.ask_id, **activity_options()
+            OpinionBoxes.close_and_count, start.ask_id, **counting_options()
         )
         self._state.tally = tally
         # The department's review clock starts when the opinion period closes.

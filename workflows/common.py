@@ -22,7 +22,15 @@ with workflow.unsafe.imports_passed_through():
     from models.proposal import ErrorType, Notice, Role, TimelineEntry
     from models.text import unwritable_reason
 
-ACTIVITY_TIMEOUT = timedelta(minutes=5)
+#: An activity whose worker died is tried again on another after this long: a projection
+#: or a notice is one short transaction, so a short bound costs nothing and lets a case go on
+#: within seconds of a worker being killed (an attempt still running is harmless: every
+#: activity is idempotent).
+ACTIVITY_TIMEOUT = timedelta(seconds=10)
+#: Counting a box may take minutes; it heartbeats (activities.heartbeating) instead, and is
+#: tried again that long after its worker's last heartbeat.
+COUNTING_TIMEOUT = timedelta(minutes=30)
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 #: Every activity talks to Postgres, and a case never fails because Postgres was away for a
 #: while: activities are retried with backoff for as long as it takes (no schedule-to-close
 #: bound, no attempt limit; design.md, principle 3). Errors retrying cannot fix are raised
@@ -42,8 +50,21 @@ class ActivityOptions(TypedDict):
     retry_policy: RetryPolicy
 
 
+class CountingOptions(ActivityOptions):
+    heartbeat_timeout: timedelta
+
+
 def activity_options() -> ActivityOptions:
     return ActivityOptions(start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY)
+
+
+def counting_options() -> CountingOptions:
+    """For an activity that counts a box inside `activities.heartbeating()`."""
+    return CountingOptions(
+        start_to_close_timeout=COUNTING_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        retry_policy=ACTIVITY_RETRY,
+    )
 
 
 def reject(kind: ErrorType, message: str) -> ApplicationError:

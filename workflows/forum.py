@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from workflows.common import (
     activity_options,
+    counting_options,
     next_entry,
     reject,
     require_idle,
@@ -81,7 +82,7 @@ class ForumWorkflow:
         )
         await workflow.sleep(closes_at - now)
         tally = await workflow.execute_activity_method(
-            OpinionBoxes.close_and_count, start.forum_id, **activity_options()
+            OpinionBoxes.close_and_count, start.forum_id, **counting_options()
         )
         threshold = book.linked.deliberation_participant_threshold
         eligible = eligible_for_deliberation(start.kind, tally, threshold)

@@ -24,6 +24,7 @@ from workflows.common import (
     OPERATIONS,
     activity_options,
     await_answer,
+    counting_options,
     next_entry,
     reject,
     require_idle,
@@ -223,7 +224,7 @@ class ProposalWorkflow:
         tally = await workflow.execute_activity_method(
             BallotBox.close_and_tally,
             self._start.proposal_id,
-            **activity_options(),
+            **counting_options(),
         )
         vote.yes, vote.no, vote.turnout, vote.digest = (
             tally.yes,
