@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,13 +18,10 @@ from activities.opinions import OpinionBoxes
 from activities.records import CaseRecords
 from minju.config import ClockMode, Settings
 from minju.db import create_engine, session_factory
-from workflows.ask import AskWorkflow
-from workflows.forum import ForumWorkflow
-from workflows.proposal import ProposalWorkflow
+from minju.temporal import connect_temporal
+from workflows import WORKFLOWS
 
 log = logging.getLogger("minju.worker")
-
-WORKFLOWS: Sequence[type] = (ProposalWorkflow, ForumWorkflow, AskWorkflow)
 
 
 def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
@@ -63,8 +60,6 @@ def create_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Run until `stop` is set, then finish in-flight tasks and return."""
-    from minju.stack import connect_temporal
-
     client = await connect_temporal(settings)
     engine = create_engine(settings)
     worker = create_worker(client, settings, engine)

@@ -12,6 +12,7 @@ from temporalio import activity
 
 from models.deliberation import ForumKind
 from models.deliberation_tables import Forum, OpinionBox
+from models.ids import forum_workflow_id
 from models.rules import PinnedRules
 
 
@@ -26,10 +27,6 @@ class ForumOpening:
     field: str | None = None
     origin_proposal_id: str | None = None
     panel_draw_id: str | None = None
-
-
-def forum_workflow_id(forum_id: str) -> str:
-    return f"forum-{forum_id}"
 
 
 async def insert_forum(session: AsyncSession, opening: ForumOpening, now: datetime) -> None:

@@ -20,9 +20,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from models.case import TimelineEntry
 from models.deliberation import AskState, ForumState, OpinionTally
 from models.deliberation_tables import Ask, Forum
-from models.proposal import Projection, TimelineEntry
+from models.proposal import Projection
 from models.tables import Notification, Proposal, TimelineRow
 
 log = logging.getLogger("minju.records")

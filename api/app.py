@@ -28,6 +28,7 @@ from api.schemas import ClockResponse, Health
 from minju.clock import clock_for
 from minju.config import Settings
 from minju.db import create_engine, session_factory
+from minju.temporal import connect_temporal
 
 log = logging.getLogger("minju.api")
 
@@ -38,8 +39,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from minju.stack import connect_temporal
-
         engine = create_engine(settings)
         client = await connect_temporal(settings)
         app.state.ctx = AppContext(

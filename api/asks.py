@@ -27,11 +27,12 @@ from api.schemas import (
     ParticipationOut,
     Timeline,
 )
+from models.case import Role
 from models.deliberation import AskReview, AskStart, ForumKind
 from models.deliberation_tables import Ask, OpinionBox
-from models.proposal import Role
+from models.ids import ask_workflow_id
 from rulebooks import DEFAULT_DELIBERATION_RULEBOOK
-from workflows.ask import AskWorkflow, ask_workflow_id
+from workflows.ask import AskWorkflow
 
 router = APIRouter(prefix="/v1/asks", tags=["asks"])
 

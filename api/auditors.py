@@ -14,8 +14,8 @@ from api.auth import CurrentPrincipal, Principal, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, not_found
 from api.schemas import Recount, ReplayResult
-from models.proposal import Role
-from worker import WORKFLOWS
+from models.case import Role
+from workflows import WORKFLOWS
 
 router = APIRouter(prefix="/v1/audit", tags=["auditors"])
 

@@ -22,7 +22,7 @@ from fastapi import Depends, Request
 
 from api.errors import Problem
 from minju.config import DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER
-from models.proposal import Actor, Role
+from models.case import Actor, Role
 
 ALGORITHM = "HS256"
 RESIDENCIES = ("resident", "worker", "student", "organisation")

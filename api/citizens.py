@@ -29,7 +29,8 @@ from api.schemas import (
     SupportOut,
     Timeline,
 )
-from models.proposal import Role, Status, Withdrawal
+from models.case import Role
+from models.proposal import Status, Withdrawal
 from models.tables import BallotParticipation, Proposal, Support
 from workflows.proposal import ProposalWorkflow
 

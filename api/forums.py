@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
-from activities.forums import ForumOpening, forum_workflow_id, insert_forum
+from activities.forums import ForumOpening, insert_forum
 from api import opinion_service
 from api.auth import CurrentPrincipal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
@@ -32,9 +32,10 @@ from api.schemas import (
     RecommendationRequest,
     Timeline,
 )
+from models.case import Role
 from models.deliberation import ForumKind, ForumStart, Recommendation
 from models.deliberation_tables import Forum
-from models.proposal import Role
+from models.ids import forum_workflow_id
 from rulebooks import DEFAULT_DELIBERATION_RULEBOOK
 from workflows.forum import ForumWorkflow
 

@@ -33,6 +33,7 @@ from api.schemas import (
     ReviewRequest,
     ScreeningRequest,
 )
+from models.case import Role
 from models.proposal import (
     AgendaDecision,
     AgendaPlan,
@@ -41,7 +42,6 @@ from models.proposal import (
     ExecutionPlan,
     ExecutionReport,
     ReviewAnswer,
-    Role,
     Screening,
     Status,
 )

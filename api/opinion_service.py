@@ -27,8 +27,8 @@ from api.schemas import (
     ReportCreate,
     ReportOut,
 )
+from models.case import Role
 from models.deliberation_tables import ModerationAction, Post, PostReport
-from models.proposal import Role
 
 CaseRow = TypeVar("CaseRow", bound=SQLModel)
 OutT = TypeVar("OutT", bound=BaseModel)

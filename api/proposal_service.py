@@ -41,7 +41,9 @@ from api.schemas import (
     Timeline,
     TimelineItem,
 )
-from models.proposal import ErrorType, ProposalStart, Status
+from models.case import ErrorType
+from models.ids import proposal_workflow_id
+from models.proposal import ProposalStart, Status
 from models.tables import Comment, Proposal, SortitionDraw, Support, TimelineRow
 from models.text import unwritable_reason
 from workflows.proposal import ProposalWorkflow
@@ -52,10 +54,6 @@ _ERROR_STATUS = {
     ErrorType.INVALID: 422,
     ErrorType.BUSY: 503,
 }
-
-
-def workflow_id(proposal_id: str) -> str:
-    return f"proposal-{proposal_id}"
 
 
 def to_out(row: Proposal) -> ProposalOut:
@@ -100,7 +98,7 @@ async def create(ctx: AppContext, principal: Principal, body: ProposalCreate) ->
     proposal_id = str(uuid.uuid4())
     row = Proposal(
         id=proposal_id,
-        workflow_id=workflow_id(proposal_id),
+        workflow_id=proposal_workflow_id(proposal_id),
         proposer_id=principal.sub,
         title=body.title,
         body=body.body,
@@ -240,7 +238,7 @@ def _threshold_signals(
     """The signals the `count`-th support calls for: the review threshold, and on the linked
     path within its support window the forum threshold (the workflow ignores what its stage
     does not wait for)."""
-    target = workflow_id(proposal_id)
+    target = proposal_workflow_id(proposal_id)
     signals: list[signal_outbox.Signal] = []
     if count == int(rules["proposal"]["review_support_threshold"]):
         signals.append((target, "support_threshold_reached"))
@@ -363,7 +361,7 @@ async def decide(
     """Run a decision Update on a proposal's workflow (see `decide_case`)."""
     return await decide_case(
         ctx,
-        workflow_id(proposal_id),
+        proposal_workflow_id(proposal_id),
         update,
         command,
         request_id=request_id,

@@ -32,7 +32,7 @@ from api.sortition_service import (
 )
 from models import sortition
 from models.calendar import in_seoul
-from models.proposal import Role
+from models.case import Role
 
 router = APIRouter(prefix="/v1", tags=["sortition"])
 

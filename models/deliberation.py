@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from models.proposal import Actor
+from models.case import Actor
 from models.rules import PinnedRules
 
 

@@ -6,10 +6,11 @@ import them. They hold ids, never personal data (design.md, principle 7).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from models.case import Actor, TimelineEntry
 from models.rules import PinnedRules
 
 
@@ -57,31 +58,6 @@ WITHDRAWABLE = frozenset(
         Status.REVISING,
     }
 )
-
-
-class Role(StrEnum):
-    CITIZEN = "citizen"
-    CASEWORKER = "caseworker"
-    COMMITTEE = "committee"
-    AUDITOR = "auditor"
-    ADMIN = "admin"
-    SYSTEM = "system"
-
-
-class ErrorType(StrEnum):
-    """`ApplicationError.type` of an update rejected by its validator; the API maps it to HTTP."""
-
-    CONFLICT = "Conflict"  # 409: the current stage does not allow it
-    FORBIDDEN = "Forbidden"  # 403: not this actor's case
-    INVALID = "Invalid"  # 422: the input breaks a rule
-    BUSY = "Busy"  # 503 after retries: another transition of the case is still being recorded
-
-
-@dataclass
-class Actor:
-    role: Role
-    person_id: str
-    department: str | None = None
 
 
 @dataclass
@@ -238,30 +214,8 @@ class ProposalState:
 
 
 @dataclass
-class TimelineEntry:
-    seq: int
-    at: datetime
-    stage: str
-    event: str
-    actor_role: Role
-    note: str = ""
-
-
-@dataclass
 class Projection:
     """One transition, written idempotently (case id + seq) to Postgres."""
 
     state: ProposalState
     entry: TimelineEntry
-
-
-@dataclass
-class Notice:
-    """A notification outbox row; `key` makes it idempotent."""
-
-    key: str
-    case_id: str
-    recipients: list[str] = field(default_factory=list)
-    kind: str = ""
-    message: str = ""
-    due_at: datetime | None = None

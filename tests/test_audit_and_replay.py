@@ -15,6 +15,7 @@ from tests.conftest import HISTORIES, Stack
 from tests.helpers import Api, expect, expect_problem
 from tests.reordered_workflow import ReorderedProposalWorkflow
 from tests.test_proposal_paths import cast_many
+from workflows import WORKFLOWS
 
 #: One recorded history per path of the proposal process; re-record with
 #: `MINJU_RECORD_HISTORIES=1 make test` after a deliberate, patched change.
@@ -48,7 +49,7 @@ def test_every_path_has_a_recorded_history() -> None:
 async def test_recorded_histories_replay_against_the_current_code() -> None:
     histories = recorded_histories()
     assert histories
-    replayer = Replayer(workflows=list(worker_module.WORKFLOWS))
+    replayer = Replayer(workflows=list(WORKFLOWS))
     failures = {}
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

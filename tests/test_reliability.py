@@ -28,7 +28,8 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from api import errors
 from minju import stack
-from models.proposal import Actor, ReviewAnswer, Role
+from models.case import Actor, Role
+from models.proposal import ReviewAnswer
 from tests.conftest import Stack
 from tests.helpers import Api, eventually, expect, expect_problem
 from workflows.proposal import ProposalWorkflow

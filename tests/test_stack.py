@@ -251,7 +251,7 @@ async def test_dev_server_port_in_use_is_a_clear_error(tmp_dir: Path) -> None:
 
 async def test_connect_temporal_gives_up_with_a_clear_error() -> None:
     settings = Settings(temporal_address=f"127.0.0.1:{stack.free_port()}")
-    with pytest.raises(stack.StackError, match="cannot connect to Temporal"):
+    with pytest.raises(stack.TemporalConnectionError, match="cannot connect to Temporal"):
         await stack.connect_temporal(settings, retry_for=0.5)
 
 
@@ -271,5 +271,5 @@ def test_tls_config_from_settings(tmp_dir: Path) -> None:
     assert tls.client_cert == b"cert.pem"
     assert tls.client_private_key == b"key.pem"
     assert tls.server_root_ca_cert == b"ca.pem"
-    with pytest.raises(stack.StackError, match="together"):
+    with pytest.raises(stack.TemporalConnectionError, match="together"):
         stack.tls_config(Settings(temporal_tls_cert=str(tmp_dir / "cert.pem")))

@@ -1,0 +1,12 @@
+"""One module per long-lived process; `WORKFLOWS` is every workflow type the worker runs and
+an auditor's replay knows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from workflows.ask import AskWorkflow
+from workflows.forum import ForumWorkflow
+from workflows.proposal import ProposalWorkflow
+
+WORKFLOWS: Sequence[type] = (ProposalWorkflow, ForumWorkflow, AskWorkflow)

@@ -34,15 +34,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.opinions import OpinionBoxes
     from activities.records import AskProjection, CaseRecords
     from models.calendar import add_days, in_seoul
+    from models.case import ErrorType, Notice, Role, TimelineEntry
     from models.deliberation import AskReview, AskStart, AskState, AskStatus
-    from models.proposal import ErrorType, Notice, Role, TimelineEntry
 
     # Imported here so the sandbox knows the module when it resolves AskStart.rules's types.
     from models.rules import AskRules
-
-
-def ask_workflow_id(ask_id: str) -> str:
-    return f"ask-{ask_id}"
 
 
 @workflow.defn

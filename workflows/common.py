@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.notices import Notices
     from models.calendar import in_seoul
-    from models.proposal import ErrorType, Notice, Role, TimelineEntry
+    from models.case import ErrorType, Notice, Role, TimelineEntry
     from models.text import unwritable_reason
 
 #: An activity whose worker died is tried again on another after this long: a projection

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.opinions import OpinionBoxes
     from activities.records import CaseRecords, ForumProjection
     from models.calendar import add_days, deliberation_year, in_seoul
+    from models.case import ErrorType, Role, TimelineEntry
     from models.deliberation import (
         ForumKind,
         ForumStart,
@@ -35,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         OpinionTally,
         Recommendation,
     )
-    from models.proposal import ErrorType, Role, TimelineEntry
 
     # Imported here so the sandbox knows the module when it resolves ForumStart.rules's types.
     from models.rules import PinnedRules  # noqa: F401

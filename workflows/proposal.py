@@ -35,20 +35,20 @@ from workflows.forum import ForumWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.ballots import BallotBox
-    from activities.forums import ForumOpening, ForumRecords, forum_workflow_id
+    from activities.forums import ForumOpening, ForumRecords
     from activities.records import CaseRecords
     from models.calendar import add_days, add_years, in_seoul
+    from models.case import Actor, ErrorType, Role, TimelineEntry
     from models.deliberation import ForumKind, ForumStart
+    from models.ids import forum_workflow_id
     from models.proposal import (
         TERMINAL,
         WITHDRAWABLE,
-        Actor,
         AgendaDecision,
         AgendaPlan,
         AgendaState,
         AppropriatenessVerdict,
         Assignment,
-        ErrorType,
         ExecutionPlan,
         ExecutionReport,
         PlanSummary,
@@ -56,11 +56,9 @@ with workflow.unsafe.imports_passed_through():
         ProposalStart,
         ProposalState,
         ReviewAnswer,
-        Role,
         Screening,
         ScreeningResult,
         Status,
-        TimelineEntry,
         VoteState,
         Withdrawal,
     )
