@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities import heartbeating
-from models.deliberation import OpinionTally
+from models.deliberation import OpinionTally, Position
 from models.deliberation_tables import OpinionBox, Participation, Post
 
 
@@ -40,7 +40,7 @@ async def participate(
     *,
     case_id: str,
     person_id: str,
-    position: str | None,
+    position: Position | None,
     opinion: str | None,
     now: datetime,
 ) -> Participated:

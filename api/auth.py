@@ -147,10 +147,6 @@ def _principal_from(request: Request) -> Principal | None:
     )
 
 
-def optional_principal(request: Request) -> Principal | None:
-    return _principal_from(request)
-
-
 def current_principal(request: Request) -> Principal:
     principal = _principal_from(request)
     if principal is None:
@@ -159,7 +155,6 @@ def current_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
 def require_role(principal: Principal, *roles: Role) -> None:

@@ -42,8 +42,11 @@ from models.proposal import (
     ExecutionPlan,
     ExecutionReport,
     ReviewAnswer,
+    ReviewDecision,
     Screening,
+    ScreeningDecision,
     Status,
+    Verdict,
 )
 from models.tables import Proposal
 from workflows.proposal import ProposalWorkflow
@@ -164,7 +167,9 @@ async def review_proposal(
     idempotency_key: IdempotencyKey = None,
 ) -> ProposalOut:
     await _case_of_department(ctx, principal, proposal_id, executing=False)
-    command = ReviewAnswer(actor=principal.actor(), decision=body.decision, reason=body.reason)
+    command = ReviewAnswer(
+        actor=principal.actor(), decision=ReviewDecision(body.decision), reason=body.reason
+    )
     return await _decide(
         ctx, principal, proposal_id, ProposalWorkflow.review, command, idempotency_key
     )
@@ -181,7 +186,7 @@ async def screen_proposal(
     require_role(principal, Role.COMMITTEE)
     command = Screening(
         actor=principal.actor(),
-        decision=body.decision,
+        decision=ScreeningDecision(body.decision),
         scores=body.scores.model_dump(),
         note=body.note,
     )
@@ -220,7 +225,7 @@ async def check_appropriateness(
 ) -> ProposalOut:
     await _case_of_department(ctx, principal, proposal_id, executing=True)
     command = AppropriatenessVerdict(
-        actor=principal.actor(), verdict=body.verdict, reason=body.reason
+        actor=principal.actor(), verdict=Verdict(body.verdict), reason=body.reason
     )
     return await _decide(
         ctx,

@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from api.auth import current_principal, optional_principal
+from api.auth import current_principal
 from api.errors import PROBLEM_JSON
 
 #: The security scheme's name in `components.securitySchemes`.
@@ -129,13 +129,8 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
 
 
 def _auth(route: APIRoute) -> str | None:
-    """Whether the route reads a bearer token: "required", "optional" or None."""
-    calls = set(_calls(route.dependant))
-    if current_principal in calls:
-        return "required"
-    if optional_principal in calls:
-        return "optional"
-    return None
+    """Whether the route reads a bearer token: "required" or None."""
+    return "required" if current_principal in set(_calls(route.dependant)) else None
 
 
 def _operations(routes: list[Any]) -> Iterator[tuple[APIRoute, str, list[str]]]:
@@ -233,8 +228,6 @@ def complete(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
                     )
             if auth == "required":
                 operation["security"] = [{BEARER: []}]
-            elif auth == "optional":
-                operation["security"] = [{}, {BEARER: []}]
     _drop_unused(schemas, schema)
     return schema
 

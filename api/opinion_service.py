@@ -28,6 +28,7 @@ from api.schemas import (
     ReportOut,
 )
 from models.case import Role
+from models.deliberation import Position
 from models.deliberation_tables import ModerationAction, Post, PostReport
 
 CaseRow = TypeVar("CaseRow", bound=SQLModel)
@@ -50,7 +51,7 @@ async def take_part(
                 session,
                 case_id=case_id,
                 person_id=principal.sub,
-                position=body.position,
+                position=None if body.position is None else Position(body.position),
                 opinion=body.opinion or None,
                 now=await ctx.clock.now(),
             )

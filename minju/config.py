@@ -7,8 +7,11 @@ address); `minju worker` / `minju api` in production take everything from the en
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Who signs the bearer tokens (`iss`) and whom they are for (`aud`): the defaults are what
 #: `POST /v1/dev/tokens` issues; a city identity provider sets its own through
@@ -22,54 +25,63 @@ class ClockMode(StrEnum):
     SIMULATED = "simulated"
 
 
-def _flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+class Settings(BaseSettings):
+    """Every setting, from the environment variable named beside it (`Settings.from_env()`), or
+    given explicitly (`Settings(database_url=...)`, which still reads the others from it).
+    Invalid values (`MINJU_CLOCK=weekly`, `MINJU_DEV_ENDPOINTS=maybe`) are a ValueError naming
+    the variable."""
 
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = ""
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
-    temporal_tls_cert: str | None = None
-    temporal_tls_key: str | None = None
-    temporal_tls_ca: str | None = None
-    temporal_api_key: str | None = None
-    task_queue: str = "minju"
-    jwt_secret: str = ""
-    jwt_issuer: str = DEFAULT_JWT_ISSUER
-    jwt_audience: str = DEFAULT_JWT_AUDIENCE
-    dev_endpoints: bool = False
-    clock_mode: ClockMode = ClockMode.REAL
-    extra_rulebook_dirs: tuple[str, ...] = field(default_factory=tuple)
+    database_url: str = Field("", validation_alias="DATABASE_URL")
+    temporal_address: str = Field("127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_tls_cert: str | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: str | None = Field(None, validation_alias="TEMPORAL_TLS_KEY")
+    temporal_tls_ca: str | None = Field(None, validation_alias="TEMPORAL_TLS_CA")
+    temporal_api_key: str | None = Field(None, validation_alias="TEMPORAL_API_KEY")
+    task_queue: str = Field("minju", validation_alias="MINJU_TASK_QUEUE")
+    jwt_secret: str = Field("", validation_alias="MINJU_JWT_SECRET")
+    jwt_issuer: str = Field(DEFAULT_JWT_ISSUER, validation_alias="MINJU_JWT_ISSUER")
+    jwt_audience: str = Field(DEFAULT_JWT_AUDIENCE, validation_alias="MINJU_JWT_AUDIENCE")
+    dev_endpoints: bool = Field(False, validation_alias="MINJU_DEV_ENDPOINTS")
+    clock_mode: ClockMode = Field(ClockMode.REAL, validation_alias="MINJU_CLOCK")
+    #: MINJU_RULEBOOK_DIRS: directories separated by the OS path separator (":").
+    extra_rulebook_dirs: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias="MINJU_RULEBOOK_DIRS"
+    )
+
+    @field_validator(
+        "temporal_tls_cert",
+        "temporal_tls_key",
+        "temporal_tls_ca",
+        "temporal_api_key",
+        mode="before",
+    )
+    @classmethod
+    def _unset_if_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("jwt_issuer", "jwt_audience", mode="before")
+    @classmethod
+    def _default_if_empty(cls, value: object, info: ValidationInfo) -> object:
+        if value == "":
+            return DEFAULT_JWT_ISSUER if info.field_name == "jwt_issuer" else DEFAULT_JWT_AUDIENCE
+        return value
+
+    @field_validator("extra_rulebook_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(d for d in value.split(os.pathsep) if d)
+        return value
 
     @classmethod
     def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            database_url=env.get("DATABASE_URL", ""),
-            temporal_address=env.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-            temporal_namespace=env.get("TEMPORAL_NAMESPACE", "default"),
-            temporal_tls_cert=env.get("TEMPORAL_TLS_CERT") or None,
-            temporal_tls_key=env.get("TEMPORAL_TLS_KEY") or None,
-            temporal_tls_ca=env.get("TEMPORAL_TLS_CA") or None,
-            temporal_api_key=env.get("TEMPORAL_API_KEY") or None,
-            task_queue=env.get("MINJU_TASK_QUEUE", "minju"),
-            jwt_secret=env.get("MINJU_JWT_SECRET", ""),
-            jwt_issuer=env.get("MINJU_JWT_ISSUER") or DEFAULT_JWT_ISSUER,
-            jwt_audience=env.get("MINJU_JWT_AUDIENCE") or DEFAULT_JWT_AUDIENCE,
-            dev_endpoints=_flag("MINJU_DEV_ENDPOINTS"),
-            clock_mode=ClockMode(env.get("MINJU_CLOCK", ClockMode.REAL.value)),
-            extra_rulebook_dirs=tuple(
-                d for d in env.get("MINJU_RULEBOOK_DIRS", "").split(os.pathsep) if d
-            ),
-        )
+        return cls()
 
     def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return self.model_copy(update=changes)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -80,15 +80,6 @@ class ForumState:
 
 
 @dataclass
-class BudgetYearHandOff:
-    """An eligible forum handed to the budget year whose council will deliberate it."""
-
-    forum_id: str
-    budget_year: int
-    carried_over: bool
-
-
-@dataclass
 class AskStart:
     ask_id: str
     department: str

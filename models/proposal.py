@@ -60,6 +60,24 @@ WITHDRAWABLE = frozenset(
 )
 
 
+class ReviewDecision(StrEnum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+
+
+class ScreeningDecision(StrEnum):
+    ADVANCE = "advance"
+    DROP = "drop"
+
+
+class Verdict(StrEnum):
+    """The appropriateness check's answer (process.md §1)."""
+
+    APPROPRIATE = "appropriate"
+    REVISE = "revise"
+    DISCARD = "discard"
+
+
 @dataclass
 class ProposalStart:
     proposal_id: str
@@ -77,14 +95,14 @@ class Assignment:
 @dataclass
 class ReviewAnswer:
     actor: Actor
-    decision: str  # accept | reject
+    decision: ReviewDecision
     reason: str
 
 
 @dataclass
 class Screening:
     actor: Actor
-    decision: str  # advance | drop
+    decision: ScreeningDecision
     scores: dict[str, int]
     note: str = ""
 
@@ -100,7 +118,7 @@ class ExecutionPlan:
 @dataclass
 class AppropriatenessVerdict:
     actor: Actor
-    verdict: str  # appropriate | revise | discard
+    verdict: Verdict
     reason: str
 
 

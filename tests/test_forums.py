@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from activities.opinions import participate
 from models.calendar import SEOUL, deliberation_year
-from models.deliberation import ForumKind, OpinionTally
+from models.deliberation import ForumKind, OpinionTally, Position
 from models.deliberation_tables import ModerationAction, Post
 from tests.conftest import Stack
 from tests.helpers import Api, expect, expect_problem
@@ -47,7 +47,7 @@ async def bulk_participate(
     system: Stack, forum_id: str, *, for_: int, against: int, other: int = 0
 ) -> None:
     """Participations through the same code the API uses, in bulk (thresholds are 5,000)."""
-    positions = ["for"] * for_ + ["against"] * against + ["other"] * other
+    positions = [Position.FOR] * for_ + [Position.AGAINST] * against + [Position.OTHER] * other
     async with system.sessions() as session, session.begin():
         for index, position in enumerate(positions):
             await participate(

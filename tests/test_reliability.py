@@ -29,7 +29,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from api import errors
 from minju import stack
 from models.case import Actor, Role
-from models.proposal import ReviewAnswer
+from models.proposal import ReviewAnswer, ReviewDecision
 from tests.conftest import Stack
 from tests.helpers import Api, eventually, expect, expect_problem
 from workflows.proposal import ProposalWorkflow
@@ -78,7 +78,7 @@ async def test_nul_in_a_reason_is_refused_at_the_edge_and_by_the_workflow(
             ProposalWorkflow.review,
             ReviewAnswer(
                 actor=Actor(role=Role.CASEWORKER, person_id="cw", department="parks"),
-                decision="accept",
+                decision=ReviewDecision.ACCEPT,
                 reason=NUL,
             ),
         )
