@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.ballots import BallotBox
+from activities.ballots import BallotBoxes
 from activities.forums import ForumRecords
 from activities.notices import Notices
 from activities.opinions import OpinionBoxes
@@ -26,7 +26,7 @@ log = logging.getLogger("minju.worker")
 
 def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
     sessions = session_factory(engine)
-    records, ballots, notices = CaseRecords(sessions), BallotBox(sessions), Notices(sessions)
+    records, ballots, notices = CaseRecords(sessions), BallotBoxes(sessions), Notices(sessions)
     opinions, forums = OpinionBoxes(sessions), ForumRecords(sessions)
     return [
         records.project_proposal,

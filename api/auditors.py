@@ -8,12 +8,12 @@ from fastapi import APIRouter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
-from activities.ballots import count_ballots
 from api import proposal_service as service
 from api.auth import CurrentPrincipal, Principal, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, not_found
 from api.schemas import Recount, ReplayResult
+from models.ballot_box import count_proposal_ballots
 from models.case import Role
 from workflows import WORKFLOWS
 
@@ -67,7 +67,7 @@ async def recount(ballot_id: str, session: Session, principal: CurrentPrincipal)
     if proposal.tallied_at is None:
         # Nobody, auditors and admins included, sees counts before the close (design.md, 7).
         raise Problem(409, f"the vote is not closed (the proposal is {proposal.status})")
-    tally = await count_ballots(session, proposal.id)
+    tally = await count_proposal_ballots(session, proposal.id)
     recorded = proposal.vote or {}
     matches = None
     if recorded.get("digest") is not None:

@@ -9,11 +9,10 @@ from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 from sqlmodel.sql.expression import Select
 
-from activities.ballots import BallotRefused, cast_ballot
 from api import proposal_service as service
 from api.auth import CurrentPrincipal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
-from api.errors import Problem
+from api.errors import Problem, ballot_problem
 from api.idempotency import run_once
 from api.schemas import (
     AgendaOut,
@@ -29,9 +28,10 @@ from api.schemas import (
     SupportOut,
     Timeline,
 )
+from models.ballot_box import BallotRefused, cast_proposal_ballot
 from models.case import Role
 from models.proposal import Status, Withdrawal
-from models.tables import BallotParticipation, Proposal, Support
+from models.tables import BallotBox, BallotParticipation, Proposal, Support
 from workflows.proposal import ProposalWorkflow
 
 router = APIRouter(prefix="/v1", tags=["citizens"])
@@ -162,12 +162,16 @@ async def vote(
     async def cast(unit: AppContext) -> BallotReceipt:
         try:
             async with unit.sessions() as session, session.begin():
-                receipt = await cast_ballot(
-                    session, proposal_id=proposal_id, person_id=principal.sub, choice=body.choice
+                receipt = await cast_proposal_ballot(
+                    session,
+                    proposal_id=proposal_id,
+                    person_id=principal.sub,
+                    choice=body.choice,
+                    now=await unit.clock.now(),
                 )
         except BallotRefused as refused:
-            raise Problem(404 if refused.not_found else 409, refused.reason) from refused
-        return BallotReceipt(receipt=receipt.receipt)
+            raise ballot_problem(refused) from refused
+        return BallotReceipt(receipt=receipt)
 
     return await run_once(
         ctx, principal, idempotency_key, f"POST ballots {proposal_id}", body, cast, secret=True
@@ -197,7 +201,9 @@ async def my_activity(session: Session, principal: CurrentPrincipal) -> MyActivi
         ),
         voted=await rows(
             select(*columns)
-            .join(BallotParticipation, col(BallotParticipation.proposal_id) == col(Proposal.id))
+            .join(BallotBox, col(BallotBox.case_id) == col(Proposal.id))
+            .join(BallotParticipation, col(BallotParticipation.box_id) == col(BallotBox.id))
+            .where(col(BallotBox.kind) == "proposal")
             .where(col(BallotParticipation.person_id) == principal.sub)
             .order_by(col(Proposal.created_at))
         ),

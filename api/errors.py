@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models.ballot_box import BallotRefused
 from models.text import unwritable_reason
 
 log = logging.getLogger("minju.api")
@@ -68,6 +69,15 @@ def problem_response(
 
 def not_found(what: str = "resource") -> Problem:
     return Problem(404, f"no such {what}")
+
+
+def ballot_problem(refused: BallotRefused) -> Problem:
+    """A refused ballot: 404 for no such box, 422 naming what it does not take, else 409."""
+    if refused.not_found:
+        return Problem(404, refused.reason)
+    if refused.field is not None:
+        return Problem(422, refused.reason, field=refused.field)
+    return Problem(409, refused.reason)
 
 
 def unavailable(detail: str, **extra: Any) -> Problem:

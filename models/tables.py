@@ -104,23 +104,43 @@ class Notification(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("key", "recipient", name="uq_notifications_key_recipient"),)
 
 
+class BallotBox(SQLModel, table=True):
+    """One vote's box: a proposal's yes/no, a budget cycle's ballot of projects (design.md, 7).
+
+    `options` are what a ballot may approve, `groups` the voter groups it counts apart (for
+    weights), `max_choices` how many options one ballot may approve (None: any number)."""
+
+    __tablename__ = "ballot_boxes"
+
+    id: str = Field(primary_key=True)
+    kind: str
+    case_id: str = Field(index=True)
+    options: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    groups: list[str] = Field(sa_column=Column(JSONB, nullable=False))
+    max_choices: int | None = None
+    opened_at: datetime | None = _tz(nullable=True)
+    closed_at: datetime | None = _tz(nullable=True)
+
+
 class BallotParticipation(SQLModel, table=True):
-    """Who voted. Holds no choice, no receipt and no time: it cannot be joined to a choice."""
+    """Who voted in a box. Holds no choice, no receipt and no time: it joins no choice."""
 
     __tablename__ = "ballot_participations"
 
-    proposal_id: str = Field(primary_key=True, foreign_key="proposals.id")
+    box_id: str = Field(primary_key=True, foreign_key="ballot_boxes.id")
     person_id: str = Field(primary_key=True, index=True)
 
 
 class BallotChoice(SQLModel, table=True):
-    """What was voted, under a random receipt. Holds no person and no time."""
+    """One option a ballot approved, under the ballot's random receipt, with the voter's group.
+    Holds no person and no time."""
 
     __tablename__ = "ballot_choices"
 
+    box_id: str = Field(primary_key=True, foreign_key="ballot_boxes.id")
     receipt: str = Field(primary_key=True)
-    proposal_id: str = Field(foreign_key="proposals.id", index=True)
-    choice: str
+    option: str = Field(primary_key=True)
+    voter_group: str
 
 
 class PendingSignal(SQLModel, table=True):

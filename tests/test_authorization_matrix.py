@@ -49,17 +49,17 @@ import itertools
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastapi.routing
 import httpx
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from activities.ballots import cast_ballot
 from api.app import create_app
 from api.auth import issue_token
 from minju.config import ClockMode, Settings
+from models.ballot_box import cast_proposal_ballot
 from tests.conftest import Stack
 from tests.helpers import Api, auth, expect
 
@@ -381,10 +381,15 @@ async def support_many(system: Stack, proposal_id: str, count: int) -> None:
 
 async def cast_yes(system: Stack, proposal_id: str, count: int) -> None:
     """Ballots through the code the API uses, in bulk, so the vote reaches its quorum."""
+    now = datetime.now(UTC)
     async with system.sessions() as session, session.begin():
         for index in range(count):
-            await cast_ballot(
-                session, proposal_id=proposal_id, person_id=f"matrix-voter-{index}", choice="yes"
+            await cast_proposal_ballot(
+                session,
+                proposal_id=proposal_id,
+                person_id=f"matrix-voter-{index}",
+                choice="yes",
+                now=now,
             )
 
 

@@ -74,5 +74,5 @@ async def test_ballots_keep_who_and_what_apart(system: Stack) -> None:
             r[0] for r in await session.execute(query, {"table": "ballot_participations"})
         }
         choice = {r[0] for r in await session.execute(query, {"table": "ballot_choices"})}
-    assert participation == {"proposal_id", "person_id"}
-    assert choice == {"receipt", "proposal_id", "choice"}
+    assert participation == {"box_id", "person_id"}
+    assert choice == {"box_id", "receipt", "option", "voter_group"}

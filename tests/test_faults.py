@@ -485,14 +485,18 @@ async def _supporters(url: str, proposal_id: str) -> list[str]:
 
 async def _voters(url: str, proposal_id: str) -> list[str]:
     rows = await _rows(
-        url, "SELECT person_id FROM ballot_participations WHERE proposal_id = $1", proposal_id
+        url,
+        "SELECT person_id FROM ballot_participations WHERE box_id = $1",
+        f"proposal:{proposal_id}",
     )
     return [r[0] for r in rows]
 
 
 async def _choices(url: str, proposal_id: str) -> dict[str, str]:
     rows = await _rows(
-        url, "SELECT receipt, choice FROM ballot_choices WHERE proposal_id = $1", proposal_id
+        url,
+        "SELECT receipt, option FROM ballot_choices WHERE box_id = $1",
+        f"proposal:{proposal_id}",
     )
     return {r[0]: r[1] for r in rows}
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from activities.ballots import cast_ballot
+from models.ballot_box import cast_proposal_ballot
 from models.tables import Notification
 from tests.conftest import Stack
 from tests.helpers import Api, eventually, expect, expect_problem
@@ -19,13 +20,15 @@ def events(timeline: list[dict[str, Any]]) -> list[str]:
 
 async def cast_many(system: Stack, proposal_id: str, *, yes: int, no: int) -> None:
     """Cast ballots through the same code the API uses, in bulk (quorums are ≥ 1,000)."""
+    now = datetime.now(UTC)
     async with system.sessions() as session, session.begin():
         for index in range(yes + no):
-            await cast_ballot(
+            await cast_proposal_ballot(
                 session,
                 proposal_id=proposal_id,
                 person_id=f"bulk-voter-{index}",
                 choice="yes" if index < yes else "no",
+                now=now,
             )
 
 

@@ -34,7 +34,7 @@ from workflows.common import (
 from workflows.forum import ForumWorkflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ballots import BallotBox
+    from activities.ballots import BallotBoxes
     from activities.forums import ForumOpening, ForumRecords
     from activities.records import CaseRecords
     from models.calendar import add_days, add_years, in_seoul
@@ -220,7 +220,7 @@ class ProposalWorkflow:
         assert vote is not None
         await workflow.sleep(max(vote.closes_at - workflow.now(), timedelta(0)))
         tally = await workflow.execute_activity_method(
-            BallotBox.close_and_tally,
+            BallotBoxes.close_and_tally,
             self._start.proposal_id,
             **counting_options(),
         )
