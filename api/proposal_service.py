@@ -6,7 +6,7 @@ import asyncio
 import base64
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, or_, update
@@ -196,7 +196,6 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
                     col(Proposal.supports_open),
                     col(Proposal.status),
                     col(Proposal.rules),
-                    col(Proposal.created_at),
                 )
                 .where(col(Proposal.id) == proposal_id)
                 .with_for_update()
@@ -224,29 +223,27 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
         ).scalar_one()
         # The row lock makes exactly one request see the count reach a threshold; its signal
         # is committed with the support and sent after the commit (api/signal_outbox.py).
-        signals = _threshold_signals(proposal_id, row.rules, row.created_at, count, now)
+        signals = _threshold_signals(proposal_id, rulebooks.from_json(row.rules), count, now)
         for signal in signals:
-            await signal_outbox.enqueue(session, signal, now)
+            await signal_outbox.enqueue(session, signal)
     if signals:
         await ctx.after_commit(lambda committed: signal_outbox.send(committed, signals))
     return SupportOut(proposal_id=proposal_id, support_count=count)
 
 
 def _threshold_signals(
-    proposal_id: str, rules: dict[str, Any], created_at: datetime, count: int, now: datetime
+    proposal_id: str, rulebook: rulebooks.Rulebook, count: int, now: datetime
 ) -> list[signal_outbox.Signal]:
     """The signals the `count`-th support calls for: the review threshold, and on the linked
-    path within its support window the forum threshold (the workflow ignores what its stage
-    does not wait for)."""
+    path the forum threshold. Each carries the time it was reached; the workflow decides what
+    it means (whether it came within the linked support window, whether its stage waits for
+    it)."""
     target = proposal_workflow_id(proposal_id)
     signals: list[signal_outbox.Signal] = []
-    if count == int(rules["proposal"]["review_support_threshold"]):
-        signals.append((target, "support_threshold_reached"))
-    linked = rules.get("linked")
-    if linked is not None and count == int(linked["forum_support_threshold"]):
-        window_ends = created_at + timedelta(days=int(linked["support_window_days"]))
-        if now < window_ends:
-            signals.append((target, "forum_threshold_reached"))
+    if rulebook.proposal is not None and count == rulebook.proposal.review_support_threshold:
+        signals.append((target, "support_threshold_reached", now))
+    if rulebook.linked is not None and count == rulebook.linked.forum_support_threshold:
+        signals.append((target, "forum_threshold_reached", now))
     return signals
 
 

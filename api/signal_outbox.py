@@ -25,15 +25,16 @@ log = logging.getLogger("minju.signals")
 RELAY_INTERVAL_SECONDS = 2.0
 RELAY_BATCH = 200
 
-Signal = tuple[str, str]  # (workflow id, signal name)
+#: (workflow id, signal name, when what calls for it happened: the signal's argument)
+Signal = tuple[str, str, datetime]
 
 
-async def enqueue(session: AsyncSession, signal: Signal, now: datetime) -> None:
-    """Record `signal` inside the caller's transaction."""
-    workflow_id, name = signal
+async def enqueue(session: AsyncSession, signal: Signal) -> None:
+    """Record `signal` inside the caller's transaction; its time is the row's `created_at`."""
+    workflow_id, name, at = signal
     await session.execute(
         insert(PendingSignal)
-        .values(workflow_id=workflow_id, signal=name, created_at=now)
+        .values(workflow_id=workflow_id, signal=name, created_at=at)
         .on_conflict_do_nothing()
     )
 
@@ -41,10 +42,10 @@ async def enqueue(session: AsyncSession, signal: Signal, now: datetime) -> None:
 async def send(ctx: AppContext, signals: list[Signal]) -> bool:
     """Send committed signals and delete their rows; False if Temporal or Postgres refused
     (the rows stay for the relay)."""
-    sent: list[Signal] = []
+    sent: list[tuple[str, str]] = []
     try:
-        for workflow_id, name in signals:
-            await ctx.temporal.get_workflow_handle(workflow_id).signal(name)
+        for workflow_id, name, at in signals:
+            await ctx.temporal.get_workflow_handle(workflow_id).signal(name, at)
             sent.append((workflow_id, name))
     except Exception as exc:
         log.warning("signal not sent yet (the relay will retry): %s: %s", type(exc).__name__, exc)
@@ -76,6 +77,6 @@ async def relay_forever(ctx: AppContext) -> None:
                     )
                 ).all()
             if rows:
-                await send(ctx, [(r.workflow_id, r.signal) for r in rows])
+                await send(ctx, [(r.workflow_id, r.signal, r.created_at) for r in rows])
         except Exception as exc:
             log.warning("signal relay: %s: %s", type(exc).__name__, exc)

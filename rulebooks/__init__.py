@@ -81,6 +81,11 @@ def as_json(rulebook: Rulebook) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(rulebook).items() if v is not None}
 
 
+def from_json(content: dict[str, Any]) -> Rulebook:
+    """A rulebook back from the content a case pinned (`as_json`), typed again."""
+    return _adapter.validate_python(content)
+
+
 def content_hash(rulebook: Rulebook) -> str:
     canonical = json.dumps(
         as_json(rulebook), sort_keys=True, separators=(",", ":"), ensure_ascii=False

@@ -86,6 +86,7 @@ class ProposalWorkflow:
         self._linked = book.linked
         self._agenda_group_size = book.sortition.agenda_group_size if book.sortition else None
         self._forum_threshold_reached = False
+        self._support_window_ends: datetime | None = None
         #: Increases at every change of stage, so a wait can tell "left this stage" even when
         #: the next stage has the same status (a revised plan is checked again).
         self._stage_no = 0
@@ -160,6 +161,7 @@ class ProposalWorkflow:
         linked = self._linked
         assert linked is not None
         window = timedelta(days=linked.support_window_days)
+        self._support_window_ends = workflow.info().start_time + window
         try:
             await workflow.wait_condition(
                 lambda: self._forum_threshold_reached or self._state.status is not Status.RIPENING,
@@ -247,14 +249,20 @@ class ProposalWorkflow:
     # ---- signals and updates: what people do ---------------------------------------------
 
     @workflow.signal
-    def support_threshold_reached(self) -> None:
+    def support_threshold_reached(self, reached_at: datetime | None = None) -> None:
         """Sent when the supports counted in Postgres reach the threshold; idempotent."""
         self._threshold_reached = True
 
     @workflow.signal
-    def forum_threshold_reached(self) -> None:
-        """Sent when the supports reach the linked path's forum threshold; idempotent."""
-        self._forum_threshold_reached = True
+    def forum_threshold_reached(self, reached_at: datetime | None = None) -> None:
+        """Sent when the supports reach the linked path's forum threshold, with the time of the
+        support that reached it; idempotent. Only a threshold reached within the support window
+        counts, however late its signal arrives (signals recorded before it carried a time
+        count as they arrive, as they did then)."""
+        if reached_at is None or self._support_window_ends is None:
+            self._forum_threshold_reached = True
+        elif reached_at < self._support_window_ends:
+            self._forum_threshold_reached = True
 
     @workflow.update
     async def plan_agenda(self, command: AgendaPlan) -> ProposalState:
