@@ -10,7 +10,6 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
-from activities.forums import ForumOpening, insert_forum
 from api import opinion_service
 from api.auth import CurrentPrincipal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
@@ -33,8 +32,9 @@ from api.schemas import (
     Timeline,
 )
 from models.case import Role
-from models.deliberation import ForumKind, ForumStart, Recommendation
+from models.deliberation import ForumKind, ForumOpening, ForumStart, Recommendation
 from models.deliberation_tables import Forum
+from models.forum_records import insert_forum
 from models.ids import forum_workflow_id
 from rulebooks import DEFAULT_DELIBERATION_RULEBOOK
 from workflows.forum import ForumWorkflow

@@ -13,7 +13,6 @@ from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from activities.opinions import ParticipationRefused, participate
 from api.auth import CurrentPrincipal, Principal, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, not_found
@@ -30,6 +29,7 @@ from api.schemas import (
 from models.case import Role
 from models.deliberation import Position
 from models.deliberation_tables import ModerationAction, Post, PostReport
+from models.opinion_box import ParticipationRefused, participate
 
 CaseRow = TypeVar("CaseRow", bound=SQLModel)
 OutT = TypeVar("OutT", bound=BaseModel)

@@ -107,3 +107,16 @@ class AskState:
     tally: OpinionTally | None = None
     review_summary: str | None = None
     review_actions: str | None = None
+
+
+@dataclass
+class ForumOpening:
+    forum_id: str
+    title: str
+    body: str
+    kind: ForumKind
+    rules: PinnedRules
+    created_by: str
+    field: str | None = None
+    origin_proposal_id: str | None = None
+    panel_draw_id: str | None = None

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from activities.opinions import participate
 from models.calendar import SEOUL, deliberation_year
 from models.deliberation import ForumKind, OpinionTally, Position
 from models.deliberation_tables import ModerationAction, Post
+from models.opinion_box import participate
 from tests.conftest import Stack
 from tests.helpers import Api, expect, expect_problem
 from workflows.forum import eligible_for_deliberation

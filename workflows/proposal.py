@@ -35,11 +35,11 @@ from workflows.forum import ForumWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.ballots import BallotBoxes
-    from activities.forums import ForumOpening, ForumRecords
+    from activities.forums import ForumRecords
     from activities.records import CaseRecords
     from models.calendar import add_days, add_years, in_seoul
     from models.case import Actor, ErrorType, Role, TimelineEntry
-    from models.deliberation import ForumKind, ForumStart
+    from models.deliberation import ForumKind, ForumOpening, ForumStart
     from models.ids import forum_workflow_id
     from models.proposal import (
         TERMINAL,
