@@ -13,16 +13,18 @@ arrives as an Update whose validator rejects what the current stage does not all
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.common import (
+    CaseRecorder,
     activity_options,
     await_answer,
     counting_options,
-    next_entry,
     reject,
     require_idle,
     require_text,
@@ -42,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn
-class AskWorkflow:
+class AskWorkflow(CaseRecorder):
     @workflow.init
     def __init__(self, start: AskStart) -> None:
         self._start = start
@@ -158,15 +160,9 @@ class AskWorkflow:
         require_text(command.actions, "actions")
         require_writable(command)
 
-    async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
-        entry = next_entry(self._timeline, self._state.status.value, event, role, note)
-        self._recording += 1
-        try:
-            await workflow.execute_activity_method(
-                CaseRecords.project_ask,
-                AskProjection(state=copy.deepcopy(self._state), entry=entry),
-                **activity_options(),
-            )
-        finally:
-            self._recording -= 1
-        return entry
+    def _stage(self) -> str:
+        return self._state.status.value
+
+    def _projection(self, entry: TimelineEntry) -> tuple[Callable[..., Awaitable[None]], Any]:
+        projection = AskProjection(state=copy.deepcopy(self._state), entry=entry)
+        return CaseRecords.project_ask, projection

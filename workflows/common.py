@@ -167,3 +167,33 @@ def next_entry(
     )
     timeline.append(entry)
     return entry
+
+
+class CaseRecorder:
+    """What every case workflow records its transitions with: the next timeline entry, and its
+    projection (with a copy of the state) through the case kind's idempotent activity. While a
+    projection runs, `_recording` is non-zero and decisions are refused as busy
+    (`require_idle`), so no decision is taken on a state Postgres does not show yet.
+
+    A subclass sets `_timeline` and `_recording = 0` in its `__init__`, and says its current
+    stage and how an entry is projected."""
+
+    _timeline: list[TimelineEntry]
+    _recording: int
+
+    def _stage(self) -> str:
+        raise NotImplementedError
+
+    def _projection(self, entry: TimelineEntry) -> tuple[Callable[..., Awaitable[None]], Any]:
+        """The projection activity of this case kind, and its argument for `entry`."""
+        raise NotImplementedError
+
+    async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
+        entry = next_entry(self._timeline, self._stage(), event, role, note)
+        self._recording += 1
+        try:
+            project, projection = self._projection(entry)
+            await workflow.execute_activity_method(project, projection, **activity_options())
+        finally:
+            self._recording -= 1
+        return entry

@@ -9,14 +9,16 @@ and hands an eligible forum to its budget year.
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.common import (
+    CaseRecorder,
     activity_options,
     counting_options,
-    next_entry,
     reject,
     require_idle,
     require_text,
@@ -48,7 +50,7 @@ def eligible_for_deliberation(kind: ForumKind, tally: OpinionTally, threshold: i
 
 
 @workflow.defn
-class ForumWorkflow:
+class ForumWorkflow(CaseRecorder):
     @workflow.init
     def __init__(self, start: ForumStart) -> None:
         self._start = start
@@ -146,15 +148,10 @@ class ForumWorkflow:
             + (" (carried over: the window had closed)" if carried_over else ""),
         )
 
-    async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
-        entry = next_entry(self._timeline, self._state.status.value, event, role, note)
-        self._recording += 1
-        try:
-            await workflow.execute_activity_method(
-                CaseRecords.project_forum,
-                ForumProjection(state=copy.deepcopy(self._state), entry=entry),
-                **activity_options(),
-            )
-        finally:
-            self._recording -= 1
-        return entry
+    def _stage(self) -> str:
+        return self._state.status.value
+
+    def _projection(self, entry: TimelineEntry) -> tuple[Callable[..., Awaitable[None]], Any]:
+        return CaseRecords.project_forum, ForumProjection(
+            state=copy.deepcopy(self._state), entry=entry
+        )

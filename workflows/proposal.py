@@ -14,7 +14,9 @@ overdue escalation with reminders, the vote's opening and closing.
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -22,10 +24,10 @@ from temporalio.workflow import ParentClosePolicy
 
 from workflows.common import (
     OPERATIONS,
+    CaseRecorder,
     activity_options,
     await_answer,
     counting_options,
-    next_entry,
     reject,
     require_idle,
     require_text,
@@ -69,7 +71,7 @@ SCREENING_CRITERIA = ("necessity", "changeability", "feasibility", "impact")
 
 
 @workflow.defn
-class ProposalWorkflow:
+class ProposalWorkflow(CaseRecorder):
     @workflow.init
     def __init__(self, start: ProposalStart) -> None:
         self._start = start
@@ -620,15 +622,10 @@ class ProposalWorkflow:
         self._stage_no += 1
         return await self._record(event, role, note)
 
-    async def _record(self, event: str, role: Role, note: str) -> TimelineEntry:
-        entry = next_entry(self._timeline, self._state.status, event, role, note)
-        self._recording += 1
-        try:
-            await workflow.execute_activity_method(
-                CaseRecords.project_proposal,
-                Projection(state=copy.deepcopy(self._state), entry=entry),
-                **activity_options(),
-            )
-        finally:
-            self._recording -= 1
-        return entry
+    def _stage(self) -> str:
+        return self._state.status
+
+    def _projection(self, entry: TimelineEntry) -> tuple[Callable[..., Awaitable[None]], Any]:
+        return CaseRecords.project_proposal, Projection(
+            state=copy.deepcopy(self._state), entry=entry
+        )
