@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.ballots import BallotBoxes
+from activities.budget import BudgetRecords
 from activities.forums import ForumRecords
 from activities.notices import Notices
 from activities.opinions import OpinionBoxes
@@ -28,6 +29,7 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
     sessions = session_factory(engine)
     records, ballots, notices = CaseRecords(sessions), BallotBoxes(sessions), Notices(sessions)
     opinions, forums = OpinionBoxes(sessions), ForumRecords(sessions)
+    budget = BudgetRecords(sessions)
     return [
         records.project_proposal,
         records.project_forum,
@@ -37,6 +39,7 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
         opinions.open_box,
         opinions.close_and_count,
         forums.record_forum,
+        budget.project_budget_cycle,
     ]
 
 

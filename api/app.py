@@ -14,6 +14,7 @@ from sqlalchemy import text
 from api import (
     asks,
     auditors,
+    budget,
     citizens,
     dev,
     errors,
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(officials.router)
     app.include_router(forums.router)
     app.include_router(asks.router)
+    app.include_router(budget.router)
     app.include_router(sortition.router)
     app.include_router(auditors.router)
     if settings.dev_endpoints:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from workflows.ask import AskWorkflow
+from workflows.budget import BudgetCycleWorkflow
 from workflows.forum import ForumWorkflow
 from workflows.proposal import ProposalWorkflow
 
-WORKFLOWS: Sequence[type] = (ProposalWorkflow, ForumWorkflow, AskWorkflow)
+WORKFLOWS: Sequence[type] = (ProposalWorkflow, ForumWorkflow, AskWorkflow, BudgetCycleWorkflow)

@@ -1,0 +1,228 @@
+"""Budget-year cycles (process.md §5-8, api.md "Budget-year cycles and projects"): the operations
+team starts one cycle per year; its phases change by themselves on the rulebook calendar; anyone
+reads where it stands; the operations team may move a phase's end, audited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.budget import cycle_columns
+from api.auth import CurrentPrincipal, Principal, require_role
+from api.context import AppContext, Ctx, Session
+from api.errors import Problem, not_found
+from api.idempotency import run_once
+from api.proposal_service import decide_case, pinned_rules, timeline, update_id
+from api.schemas import Body, IsoTime, RulebookName, SeoulTime, ShortText, Text, Timeline
+from models.budget import BudgetCycleStart, BudgetCycleState, CyclePhase, PhaseOverride, PhaseSlot
+from models.budget_tables import BudgetCycle
+from models.calendar import phase_at, phase_ends_at, phase_schedule
+from models.case import Role
+from models.ids import budget_cycle_workflow_id
+from workflows.budget import BudgetCycleWorkflow
+
+router = APIRouter(prefix="/v1/budget-cycles", tags=["budget cycles"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+Year = Annotated[int, PathParam(ge=2000, le=2200, description="The cycle's budget year.")]
+DEFAULT_CYCLE_RULEBOOK = "seoul-2021"
+CYCLE_SECTIONS = ("calendar", "metro")
+
+
+class BudgetCycleCreate(Body):
+    year: Annotated[int, Field(ge=2000, le=2200)]
+    rulebook: RulebookName | None = None
+    #: Within the rulebook's `metro.vote_drop_ratio_min..max`; its minimum when left out.
+    drop_ratio: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+
+class PhaseOverrideRequest(Body):
+    type: ShortText
+    phase: ShortText
+    new_end: IsoTime
+    reason: Text
+
+
+class PhaseOut(BaseModel):
+    phase: str
+    phase_ends_at: SeoulTime | None
+
+
+class BudgetCycleOut(BaseModel):
+    year: int
+    workflow_id: str
+    rulebook: str
+    rulebook_hash: str
+    drop_ratio: float
+    status: str
+    phases: dict[str, PhaseOut]
+    fields: list[dict[str, Any]]
+    linked_forums: list[dict[str, Any]]
+    carried_over: list[dict[str, Any]]
+    totals: dict[str, int]
+    created_at: SeoulTime
+
+
+def cycle_out(row: BudgetCycle) -> BudgetCycleOut:
+    return BudgetCycleOut(
+        year=row.year,
+        workflow_id=row.workflow_id,
+        rulebook=row.rulebook,
+        rulebook_hash=row.rulebook_hash,
+        drop_ratio=row.drop_ratio,
+        status=row.status,
+        phases={kind: PhaseOut.model_validate(value) for kind, value in row.phases.items()},
+        fields=[],
+        linked_forums=[],
+        carried_over=[],
+        totals={},
+        created_at=row.created_at,
+    )
+
+
+async def load_cycle(session: Session, year: int) -> BudgetCycle:
+    row = (await session.exec(select(BudgetCycle).where(col(BudgetCycle.year) == year))).first()
+    if row is None:
+        raise not_found("budget cycle")
+    return row
+
+
+def _initial_state(start: BudgetCycleStart, now: datetime) -> BudgetCycleState:
+    """The state the workflow starts from, by the same pure functions: the row shows it until
+    the workflow's first projection replaces it."""
+    calendar = start.rules.rulebook.calendar
+    assert calendar is not None
+    state = BudgetCycleState(year=start.year)
+    for kind in calendar:
+        schedule = phase_schedule(calendar, kind, start.year)
+        state.schedules[kind] = [PhaseSlot.of(p) for p in schedule]
+        state.phases[kind] = CyclePhase(phase_at(schedule, now), phase_ends_at(schedule, now))
+    return state
+
+
+def _duplicate(year: int) -> Problem:
+    return Problem(409, f"the budget cycle {year} exists already", field="year")
+
+
+async def _start_cycle(ctx: AppContext, principal: Principal, body: BudgetCycleCreate) -> Any:
+    pinned = pinned_rules(
+        ctx,
+        body.rulebook,
+        default=DEFAULT_CYCLE_RULEBOOK,
+        sections=CYCLE_SECTIONS,
+        purpose="budget-cycle (calendar and metro)",
+    )
+    metro = pinned.rulebook.metro
+    assert metro is not None
+    ratio = metro.vote_drop_ratio_min if body.drop_ratio is None else body.drop_ratio
+    if not metro.allows_drop_ratio(ratio):
+        raise Problem(
+            422,
+            f"drop_ratio {ratio} is outside metro.vote_drop_ratio "
+            f"[{metro.vote_drop_ratio_min}, {metro.vote_drop_ratio_max}] "
+            f"of rulebook {pinned.name}",
+            field="drop_ratio",
+        )
+    workflow_id = budget_cycle_workflow_id(body.year)
+    start = BudgetCycleStart(year=body.year, rules=pinned, drop_ratio=ratio)
+    now = await ctx.clock.now()
+    row = BudgetCycle(
+        id=workflow_id,
+        year=body.year,
+        workflow_id=workflow_id,
+        rulebook=pinned.name,
+        rulebook_hash=pinned.content_hash,
+        drop_ratio=ratio,
+        created_by=principal.sub,
+        created_at=now,
+        **cycle_columns(_initial_state(start, now)),
+    )
+    # The row and the workflow appear together: the workflow is started inside the
+    # transaction, and its first projection waits for the commit.
+    try:
+        async with ctx.sessions() as session, session.begin():
+            if await session.get(BudgetCycle, workflow_id) is not None:
+                raise _duplicate(body.year)
+            session.add(row)
+            await session.flush()
+            await ctx.temporal.start_workflow(
+                BudgetCycleWorkflow.run,
+                start,
+                id=workflow_id,
+                task_queue=ctx.settings.task_queue,
+            )
+    except (IntegrityError, WorkflowAlreadyStartedError) as exc:
+        raise _duplicate(body.year) from exc
+    async with ctx.sessions() as session:
+        return cycle_out(await load_cycle(session, body.year))
+
+
+@router.post("", status_code=201, response_model=BudgetCycleOut)
+async def create_cycle(
+    body: BudgetCycleCreate,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Start the budget-year cycle of `year` (one per year) on its rulebook's calendar."""
+    require_role(principal, Role.ADMIN)
+    return await run_once(
+        ctx,
+        principal,
+        idempotency_key,
+        "POST /v1/budget-cycles",
+        body,
+        lambda unit: _start_cycle(unit, principal, body),
+    )
+
+
+@router.get("/{year}", response_model=BudgetCycleOut)
+async def get_cycle(year: Year, session: Session) -> BudgetCycleOut:
+    return cycle_out(await load_cycle(session, year))
+
+
+@router.get("/{year}/timeline", response_model=Timeline)
+async def cycle_timeline(year: Year, session: Session) -> Timeline:
+    row = await load_cycle(session, year)
+    return await timeline(session, row.id)
+
+
+@router.post("/{year}/phase-overrides", response_model=BudgetCycleOut)
+async def override_phase(
+    year: Year,
+    body: PhaseOverrideRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> BudgetCycleOut:
+    """Move the end of one type's phase (and the next phase's start): audited, with a reason."""
+    require_role(principal, Role.ADMIN)
+
+    async def reload_cycle() -> BudgetCycleOut:
+        async with ctx.sessions() as session:
+            return cycle_out(await load_cycle(session, year))
+
+    await reload_cycle()
+    return await decide_case(
+        ctx,
+        budget_cycle_workflow_id(year),
+        BudgetCycleWorkflow.override_phase,
+        PhaseOverride(
+            actor_role=principal.role.value,
+            type=body.type,
+            phase=body.phase,
+            new_end=body.new_end,
+            reason=body.reason,
+        ),
+        request_id=update_id("override_phase", principal, idempotency_key),
+        reload_case=reload_cycle,
+        what="budget cycle",
+    )

@@ -1,0 +1,209 @@
+"""The budget-year cycle: phases on the calendar, in Seoul time, through the HTTP API; overrides;
+and a whole year played on the time-skipping server with stubbed activities."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+
+import rulebooks
+from models.budget import BudgetCycleProjection, BudgetCycleStart, BudgetCycleState
+from models.calendar import CLOSED, NOT_STARTED, SEOUL, phase_schedule
+from models.ids import budget_cycle_workflow_id
+from tests.helpers import Api, expect, expect_problem
+from tests.workflow_stubs import StubActivities, stubbed_worker, time_skipping_env
+from workflows.budget import BudgetCycleWorkflow
+
+
+def seoul(year: int, month: int, day: int) -> datetime:
+    return datetime(year, month, day, tzinfo=SEOUL)
+
+
+async def next_year(api: Api) -> int:
+    return datetime.fromisoformat(await api.now()).astimezone(SEOUL).year + 1
+
+
+async def advance_to(api: Api, moment: datetime) -> None:
+    now = datetime.fromisoformat(await api.now())
+    await api.advance(seconds=(moment - now).total_seconds())
+
+
+async def wait_phase(api: Api, year: int, kind: str, phase: str) -> dict[str, Any]:
+    for _ in range(400):
+        cycle: dict[str, Any] = expect(await api.http.get(f"/v1/budget-cycles/{year}"), 200)
+        if cycle["phases"][kind]["phase"] == phase:
+            return cycle
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{kind} never reached {phase}: {cycle}")
+
+
+async def cycle_timeline(api: Api, year: int) -> list[dict[str, Any]]:
+    body = expect(await api.http.get(f"/v1/budget-cycles/{year}/timeline"), 200)
+    return list(body["items"])
+
+
+async def test_phases_change_on_the_calendar_and_an_override_moves_a_boundary(
+    api: Api, record_history: Any
+) -> None:
+    admin = await api.official("admin")
+    year = await next_year(api)
+    created = expect(await api.post("/v1/budget-cycles", admin, {"year": year}), 201)
+    assert created["rulebook"] == "seoul-2021" and created["drop_ratio"] == 0.05
+    assert created["phases"]["metro"] == {
+        "phase": NOT_STARTED,
+        "phase_ends_at": seoul(year, 1, 1).isoformat(),
+    }
+    assert set(created["phases"]) == {"deliberative", "metro"}
+    assert created["fields"] == [] and created["totals"] == {}
+    second = await api.post("/v1/budget-cycles", admin, {"year": year, "drop_ratio": 0.1})
+    expect_problem(second, 409, field="year")
+
+    # metro call -> screening at 03-01 00:00 Seoul = 02-28 15:00 UTC
+    boundary = datetime(year, 2, 28, 15, tzinfo=UTC)
+    await advance_to(api, boundary - timedelta(seconds=1))
+    before = await wait_phase(api, year, "metro", "call")
+    assert before["phases"]["metro"]["phase_ends_at"] == seoul(year, 3, 1).isoformat()
+    assert before["phases"]["deliberative"] == {
+        "phase": "forming",
+        "phase_ends_at": seoul(year, 3, 1).isoformat(),
+    }
+    await api.advance(seconds=2)
+    after = await wait_phase(api, year, "metro", "screening")
+    assert after["phases"]["metro"]["phase_ends_at"] == seoul(year, 4, 15).isoformat()
+    after = await wait_phase(api, year, "deliberative", "shortlist")
+    assert after["phases"]["deliberative"]["phase_ends_at"] == seoul(year, 4, 1).isoformat()
+
+    entries = await cycle_timeline(api, year)
+    started = [e for e in entries if e["event"] == "phase_started"]
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert all(e["actor_role"] == "system" for e in started)
+    metro = [e for e in started if e["note"].startswith("metro:")]
+    assert [e["stage"] for e in metro] == [NOT_STARTED, "call", "screening"]
+    assert "until 2" in metro[-1]["note"] and seoul(year, 4, 15).isoformat() in metro[-1]["note"]
+
+    # an override: screening ends five days later, council review starts then
+    path = f"/v1/budget-cycles/{year}/phase-overrides"
+    new_end = seoul(year, 4, 20).isoformat()
+    override = {"type": "metro", "phase": "screening", "new_end": new_end, "reason": "late call"}
+    moved = expect(await api.post(path, admin, override), 200)
+    assert moved["phases"]["metro"] == {"phase": "screening", "phase_ends_at": new_end}
+    last = (await cycle_timeline(api, year))[-1]
+    assert (last["event"], last["actor_role"], last["stage"]) == (
+        "phase_overridden",
+        "admin",
+        "screening",
+    )
+    assert "late call" in last["note"] and new_end in last["note"]
+
+    # refused overrides, nothing written
+    over = {**override, "phase": "call", "new_end": seoul(year, 3, 5).isoformat()}
+    expect_problem(await api.post(path, admin, over), 409)
+    beyond = {**override, "new_end": seoul(year, 7, 2).isoformat()}
+    assert "council_review" in expect_problem(await api.post(path, admin, beyond), 422)["detail"]
+    unknown = {**override, "type": "lunar"}
+    assert "lunar" in expect_problem(await api.post(path, admin, unknown), 422)["detail"]
+    no_phase = {**override, "phase": "harvest"}
+    assert "harvest" in expect_problem(await api.post(path, admin, no_phase), 422)["detail"]
+    expect_problem(await api.post(path, admin, {**override, "reason": " "}), 422, field="reason")
+    expect_problem(await api.post(path, await api.citizen(), override), 403)
+    assert (await cycle_timeline(api, year))[-1]["seq"] == last["seq"]
+
+    # the running timer follows the override
+    await advance_to(api, seoul(year, 4, 15) + timedelta(seconds=1))
+    await asyncio.sleep(0.5)
+    still = expect(await api.http.get(f"/v1/budget-cycles/{year}"), 200)
+    assert still["phases"]["metro"]["phase"] == "screening"
+    await advance_to(api, seoul(year, 4, 20) + timedelta(seconds=1))
+    later = await wait_phase(api, year, "metro", "council_review")
+    assert later["phases"]["metro"]["phase_ends_at"] == seoul(year, 7, 1).isoformat()
+    await record_history("budget_cycle_overridden", budget_cycle_workflow_id(year))
+
+
+async def test_bad_input_is_refused_naming_the_field(api: Api) -> None:
+    admin = await api.official("admin")
+    year = await next_year(api)
+    for body, status, name in [
+        ({"year": year, "drop_ratio": 0.5}, 422, "drop_ratio"),
+        ({"year": year, "drop_ratio": 0.01}, 422, "drop_ratio"),
+        ({"year": year, "rulebook": "seoul-2018"}, 422, "rulebook"),
+        ({"year": year, "rulebook": "no-such-book"}, 422, "rulebook"),
+        ({"year": str(year)}, 422, "year"),
+        ({"year": 1800}, 422, "year"),
+        ({"year": year, "colour": "red"}, 422, "colour"),
+        ({}, 422, "year"),
+    ]:
+        expect_problem(await api.post("/v1/budget-cycles", admin, body), status, field=name)
+    expect_problem(await api.post("/v1/budget-cycles", await api.citizen(), {"year": year}), 403)
+    expect_problem(await api.http.post("/v1/budget-cycles", json={"year": year}), 401)
+    expect_problem(await api.http.get(f"/v1/budget-cycles/{year}"), 404)
+    expect_problem(await api.http.get(f"/v1/budget-cycles/{year}/timeline"), 404)
+    override = {"type": "metro", "phase": "call", "new_end": "2030-01-01T00:00:00+09:00"}
+    path = f"/v1/budget-cycles/{year}/phase-overrides"
+    expect_problem(await api.post(path, admin, {**override, "reason": "x"}), 404)
+    expect_problem(await api.post(path, admin, override), 422, field="reason")
+    bad_time = {**override, "new_end": "2030-01-01T00:00:00", "reason": "x"}
+    expect_problem(await api.post(path, admin, bad_time), 422, field="new_end")
+    created = expect(
+        await api.post("/v1/budget-cycles", admin, {"year": year, "drop_ratio": 0.3}), 201
+    )
+    assert created["drop_ratio"] == 0.3
+
+
+# ---- the workflow alone: a whole year in seconds -------------------------------------------------
+
+
+@dataclass
+class CycleStubs(StubActivities):
+    """The shared stubs plus the cycle's projection, kept as Postgres would (by case id + seq)."""
+
+    cycle_projections: list[BudgetCycleProjection] = field(default_factory=list)
+
+    def activities(self) -> list[Any]:
+        return [*super().activities(), self.project_budget_cycle]
+
+    @activity.defn(name="project_budget_cycle")
+    async def project_budget_cycle(self, projection: BudgetCycleProjection) -> None:
+        self.attempts.append(("project_budget_cycle", projection))
+        if projection.entry.seq not in {p.entry.seq for p in self.cycle_projections}:
+            self.cycle_projections.append(projection)
+
+
+async def test_a_whole_year_continues_as_new_and_projects_every_change_in_order() -> None:
+    pinned = rulebooks.load("seoul-2021")
+    calendar = pinned.rulebook.calendar
+    assert calendar is not None
+    stubs = CycleStubs()
+    async with time_skipping_env() as env, stubbed_worker(env, stubs=stubs) as run:
+        year = (await env.get_current_time()).astimezone(SEOUL).year + 1
+        start = BudgetCycleStart(year=year, rules=pinned, drop_ratio=0.1, max_history_events=40)
+        handle = await run.start(
+            BudgetCycleWorkflow.run, start, id=run.unique_id(budget_cycle_workflow_id(year))
+        )
+        result: BudgetCycleState = await handle.result()
+        assert result.status.value == "closed" and result.runs >= 2
+        first_run = await env.client.get_workflow_handle(
+            handle.id, run_id=handle.result_run_id
+        ).fetch_history()
+        assert first_run.events[-1].event_type == (
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+        )
+    entries = sorted((p.entry for p in stubs.cycle_projections), key=lambda e: e.seq)
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    assert [e.at for e in entries] == sorted(e.at for e in entries)
+    for kind in calendar:
+        expected = [NOT_STARTED] + [p.phase for p in phase_schedule(calendar, kind, year)]
+        announced = [e.stage for e in entries if e.note.startswith(f"{kind}:")]
+        assert announced == [*expected, CLOSED], kind
+        for entry, scheduled in zip(
+            [e for e in entries if e.note.startswith(f"{kind}:")][1:],
+            phase_schedule(calendar, kind, year),
+            strict=False,
+        ):
+            # at the boundary, to the workflow task's few milliseconds
+            assert timedelta(0) <= entry.at - scheduled.starts_at < timedelta(seconds=5), entry
+    assert all(e.event == "phase_started" and e.actor_role == "system" for e in entries)
