@@ -8,24 +8,21 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
 from api import opinion_service
-from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
+from api.auth import CurrentPrincipal, Principal, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, not_found
-from api.idempotency import run_once
-from api.proposal_service import decide_case, pinned_rules, timeline, update_id
+from api.idempotency import IdempotencyKey, run_once
+from api.proposal_service import decide_case, pinned_rules, update_id
 from api.schemas import (
     AskCreate,
     AskOut,
     AskReviewRequest,
     Page,
-    ParticipationCreate,
-    ParticipationOut,
-    Timeline,
 )
 from models.case import Role
 from models.deliberation import AskReview, AskStart, ForumKind
@@ -36,7 +33,6 @@ from workflows.ask import AskWorkflow
 
 router = APIRouter(prefix="/v1/asks", tags=["asks"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 ASK_SECTIONS = ("ask", "escalation")
 
 
@@ -161,36 +157,6 @@ async def get_ask(ask_id: str, session: Session) -> AskOut:
     return ask_out(await load_ask(session, ask_id))
 
 
-@router.get("/{ask_id}/timeline", response_model=Timeline)
-async def ask_timeline(ask_id: str, session: Session) -> Timeline:
-    await load_ask(session, ask_id)
-    return await timeline(session, ask_id)
-
-
-@router.post("/{ask_id}/participations", status_code=201, response_model=ParticipationOut)
-async def take_part(
-    ask_id: str,
-    body: ParticipationCreate,
-    ctx: Ctx,
-    principal: CurrentPrincipal,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    require_eligible(principal)
-    async with ctx.sessions() as session:
-        await load_ask(session, ask_id)
-    return await run_once(
-        ctx,
-        principal,
-        idempotency_key,
-        f"POST participations {ask_id}",
-        body,
-        # An ask is a for/against question: a position is required, an opinion optional.
-        lambda unit: opinion_service.take_part(
-            unit, principal, ask_id, body, kind=ForumKind.FOR_AGAINST.value
-        ),
-    )
-
-
 @router.post("/{ask_id}/review", response_model=AskOut)
 async def review_ask(
     ask_id: str,
@@ -216,4 +182,5 @@ async def review_ask(
     )
 
 
-opinion_service.add_post_routes(router, load_ask)
+# An ask is a for/against question: a position is required, an opinion optional.
+opinion_service.add_case_routes(router, load_ask, kind_of=lambda _ask: ForumKind.FOR_AGAINST.value)

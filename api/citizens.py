@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 from sqlmodel.sql.expression import Select
@@ -13,7 +13,7 @@ from api import proposal_service as service
 from api.auth import CurrentPrincipal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, ballot_problem
-from api.idempotency import run_once
+from api.idempotency import IdempotencyKey, run_once
 from api.schemas import (
     AgendaOut,
     BallotReceipt,
@@ -36,7 +36,6 @@ from workflows.proposal import ProposalWorkflow
 
 router = APIRouter(prefix="/v1", tags=["citizens"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 StatusFilter = Annotated[Status | None, Query()]
 Limit = Annotated[int, Query(ge=1, le=200)]
 

@@ -6,30 +6,26 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
 from api import opinion_service
-from api.auth import CurrentPrincipal, require_eligible, require_role
+from api.auth import CurrentPrincipal, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import not_found
-from api.idempotency import run_once
+from api.idempotency import IdempotencyKey, run_once
 from api.proposal_service import (
     decide_case,
     pinned_rules,
     revealed_draw_size,
-    timeline,
     update_id,
 )
 from api.schemas import (
     ForumCreate,
     ForumOut,
     Page,
-    ParticipationCreate,
-    ParticipationOut,
     RecommendationRequest,
-    Timeline,
 )
 from models.case import Role
 from models.deliberation import ForumKind, ForumOpening, ForumStart, Recommendation
@@ -41,7 +37,6 @@ from workflows.forum import ForumWorkflow
 
 router = APIRouter(prefix="/v1/forums", tags=["forums"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 FORUM_SECTIONS = ("forum", "linked", "budget")
 
 
@@ -140,33 +135,6 @@ async def get_forum(forum_id: str, session: Session) -> ForumOut:
     return forum_out(await load_forum(session, forum_id))
 
 
-@router.get("/{forum_id}/timeline", response_model=Timeline)
-async def forum_timeline(forum_id: str, session: Session) -> Timeline:
-    await load_forum(session, forum_id)
-    return await timeline(session, forum_id)
-
-
-@router.post("/{forum_id}/participations", status_code=201, response_model=ParticipationOut)
-async def take_part(
-    forum_id: str,
-    body: ParticipationCreate,
-    ctx: Ctx,
-    principal: CurrentPrincipal,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    require_eligible(principal)
-    async with ctx.sessions() as session:
-        forum = await load_forum(session, forum_id)
-    return await run_once(
-        ctx,
-        principal,
-        idempotency_key,
-        f"POST participations {forum_id}",
-        body,
-        lambda unit: opinion_service.take_part(unit, principal, forum_id, body, kind=forum.kind),
-    )
-
-
 @router.post("/{forum_id}/recommendation", response_model=ForumOut)
 async def publish_recommendation(
     forum_id: str,
@@ -194,4 +162,4 @@ async def publish_recommendation(
     )
 
 
-opinion_service.add_post_routes(router, load_forum)
+opinion_service.add_case_routes(router, load_forum, kind_of=lambda forum: forum.kind)

@@ -22,9 +22,10 @@ import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fastapi import Header
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -37,6 +38,8 @@ from api.context import AppContext
 from api.errors import Problem
 from models.tables import IdempotencyRecord
 
+#: The `Idempotency-Key` header of a creating POST or a decision.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 #: The status of a claimed record until its request commits (never seen by another request).
 CLAIMED = 0
 MAX_KEY_LENGTH = 200

@@ -7,9 +7,9 @@ case did not exist for them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import or_
 from sqlmodel import col, select
@@ -18,7 +18,7 @@ from api import proposal_service as service
 from api.auth import CurrentPrincipal, Principal, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import not_found
-from api.idempotency import run_once
+from api.idempotency import IdempotencyKey, run_once
 from api.schemas import (
     AgendaDecisionRequest,
     AgendaOut,
@@ -52,8 +52,6 @@ from models.tables import Proposal
 from workflows.proposal import ProposalWorkflow
 
 router = APIRouter(prefix="/v1", tags=["officials"])
-
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 async def _case_of_department(

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
@@ -13,9 +14,11 @@ from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.auth import CurrentPrincipal, Principal, require_role
+from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, not_found
+from api.idempotency import IdempotencyKey, run_once
+from api.proposal_service import timeline
 from api.schemas import (
     ModerationOut,
     ModerationRequest,
@@ -25,6 +28,7 @@ from api.schemas import (
     PostOut,
     ReportCreate,
     ReportOut,
+    Timeline,
 )
 from models.case import Role
 from models.deliberation import Position
@@ -133,13 +137,44 @@ async def moderate_post(
     )
 
 
-def add_post_routes(
-    router: APIRouter, load_case: Callable[[AsyncSession, str], Awaitable[object]]
+def add_case_routes(
+    router: APIRouter,
+    load_case: Callable[[AsyncSession, str], Awaitable[object]],
+    *,
+    kind_of: Callable[[Any], str],
 ) -> None:
-    """The opinion-post endpoints of a case kind (forums, asks): list, report, moderate.
+    """The endpoints every opinion-box case kind (forums, asks) shares: its timeline, taking
+    part, and the opinion posts (list, report, moderate).
 
-    `load_case` raises 404 for an unknown case.
+    `load_case` raises 404 for an unknown case; `kind_of(case)` is its kind (`for_against` or
+    `discussion`: what a participation must carry).
     """
+
+    @router.get("/{case_id}/timeline", response_model=Timeline)
+    async def case_timeline(case_id: str, session: Session) -> Timeline:
+        await load_case(session, case_id)
+        return await timeline(session, case_id)
+
+    @router.post("/{case_id}/participations", status_code=201, response_model=ParticipationOut)
+    async def participate_in_case(
+        case_id: str,
+        body: ParticipationCreate,
+        ctx: Ctx,
+        principal: CurrentPrincipal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        require_eligible(principal)
+        async with ctx.sessions() as session:
+            kind = kind_of(await load_case(session, case_id))
+        return await run_once(
+            ctx,
+            principal,
+            idempotency_key,
+            f"POST participations {case_id}",
+            body,
+            lambda unit: take_part(unit, principal, case_id, body, kind=kind),
+        )
+
     base = "/{case_id}/posts"
 
     @router.get(base, response_model=Page[PostOut])

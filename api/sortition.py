@@ -8,16 +8,14 @@ pseudonyms to people (`.../members`), and each candidate can look up their own (
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api import sortition_service as service
 from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem
-from api.idempotency import run_once
+from api.idempotency import IdempotencyKey, run_once
 from api.sortition_service import (
     DrawCreate,
     DrawMembersOut,
@@ -35,8 +33,6 @@ from models.calendar import in_seoul
 from models.case import Role
 
 router = APIRouter(prefix="/v1", tags=["sortition"])
-
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 @router.post("/sortition-pools", status_code=201, response_model=PoolOut)
