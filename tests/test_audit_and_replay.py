@@ -32,6 +32,7 @@ RECORDED_PATHS = {
     "ask_published_late",
     "forum_eligible_handed_off",
     "linked_forum_decided",
+    "budget_cycle_overridden",
 }
 
 

@@ -137,6 +137,11 @@ GET  /v1/sortitions/{draw_id}/verify                   ok   ok   ok   -    ok   
 GET  /v1/sortitions/{draw_id}/members                  401  403  403  -    403  403  403  403  ok
 # the caller's own entry: cit volunteered into the pool before the commit; nobody else did
 GET  /v1/sortitions/{draw_id}/me                       401  ok   404  -    404  404  404  404  404
+# ---- budget-year cycles ------------------------------------------------------------------------
+POST /v1/budget-cycles                                 401  403  403  -    403  403  403  403  ok
+GET  /v1/budget-cycles/{year}                          ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/budget-cycles/{year}/timeline                 ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/budget-cycles/{year}/phase-overrides          401  403  403  -    403  403  403  403  ok
 # ---- auditors (the code also lets admin in) ----------------------------------------------------
 GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   ok
 POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   ok
@@ -660,3 +665,16 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
         ask_id=aid,
         body={"summary": "Relocation with shelters", "actions": "Budget for shelters"},
     )
+
+    # ---- budget-year cycles: next year's, not started yet ----------------------------------------
+    year = datetime.fromisoformat(await api.now()).year + 1
+    await m.check("POST /v1/budget-cycles", body={"year": year})
+    await m.check("GET /v1/budget-cycles/{year}", year=str(year))
+    await m.check("GET /v1/budget-cycles/{year}/timeline", year=str(year))
+    override = {
+        "type": "metro",
+        "phase": "call",
+        "new_end": f"{year}-02-15T00:00:00+09:00",
+        "reason": "a longer call",
+    }
+    await m.check("POST /v1/budget-cycles/{year}/phase-overrides", year=str(year), body=override)

@@ -127,7 +127,7 @@ async def test_phases_change_on_the_calendar_and_an_override_moves_a_boundary(
 async def test_bad_input_is_refused_naming_the_field(api: Api) -> None:
     admin = await api.official("admin")
     year = await next_year(api)
-    for body, status, name in [
+    refused: list[tuple[dict[str, Any], int, str]] = [
         ({"year": year, "drop_ratio": 0.5}, 422, "drop_ratio"),
         ({"year": year, "drop_ratio": 0.01}, 422, "drop_ratio"),
         ({"year": year, "rulebook": "seoul-2018"}, 422, "rulebook"),
@@ -136,7 +136,8 @@ async def test_bad_input_is_refused_naming_the_field(api: Api) -> None:
         ({"year": 1800}, 422, "year"),
         ({"year": year, "colour": "red"}, 422, "colour"),
         ({}, 422, "year"),
-    ]:
+    ]
+    for body, status, name in refused:
         expect_problem(await api.post("/v1/budget-cycles", admin, body), status, field=name)
     expect_problem(await api.post("/v1/budget-cycles", await api.citizen(), {"year": year}), 403)
     expect_problem(await api.http.post("/v1/budget-cycles", json={"year": year}), 401)
