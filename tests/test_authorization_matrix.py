@@ -109,8 +109,8 @@ GET  /v1/me/activity                                   401  ok   ok   -    403  
 POST /v1/forums                                        401  403  403  -    403  403  403  403  ok
 GET  /v1/forums                                        ok   ok   ok   -    ok   ok   ok   ok   ok
 GET  /v1/forums/{forum_id}                             ok   ok   ok   -    ok   ok   ok   ok   ok
-GET  /v1/forums/{forum_id}/timeline                    ok   ok   ok   -    ok   ok   ok   ok   ok
-POST /v1/forums/{forum_id}/participations              401  ok   403  -    403  403  403  403  403
+GET  /v1/forums/{case_id}/timeline                     ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/forums/{case_id}/participations               401  ok   403  -    403  403  403  403  403
 POST /v1/forums/{forum_id}/recommendation              401  403  403  -    403  403  403  403  ok
 GET  /v1/forums/{case_id}/posts                        ok   ok   ok   -    ok   ok   ok   ok   ok
 POST /v1/forums/{case_id}/posts/{post_id}/reports      401  ok   ok   -    403  403  403  403  403
@@ -119,8 +119,8 @@ POST /v1/forums/{case_id}/posts/{post_id}/moderation   401  403  403  -    403  
 POST /v1/asks                                          401  403  403  -    ok   ok   403  403  403
 GET  /v1/asks                                          ok   ok   ok   -    ok   ok   ok   ok   ok
 GET  /v1/asks/{ask_id}                                 ok   ok   ok   -    ok   ok   ok   ok   ok
-GET  /v1/asks/{ask_id}/timeline                        ok   ok   ok   -    ok   ok   ok   ok   ok
-POST /v1/asks/{ask_id}/participations                  401  ok   403  -    403  403  403  403  403
+GET  /v1/asks/{case_id}/timeline                       ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/asks/{case_id}/participations                 401  ok   403  -    403  403  403  403  403
 POST /v1/asks/{ask_id}/review                          401  403  403  -    ok   404  403  403  403
 GET  /v1/asks/{case_id}/posts                          ok   ok   ok   -    ok   ok   ok   ok   ok
 POST /v1/asks/{case_id}/posts/{post_id}/reports        401  ok   ok   -    403  403  403  403  403
@@ -532,10 +532,10 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     fid = forum["id"]
     await m.check("GET /v1/forums")
     await m.check("GET /v1/forums/{forum_id}", forum_id=fid)
-    await m.check("GET /v1/forums/{forum_id}/timeline", forum_id=fid)
+    await m.check("GET /v1/forums/{case_id}/timeline", case_id=fid)
     await m.check(
-        "POST /v1/forums/{forum_id}/participations",
-        forum_id=fid,
+        "POST /v1/forums/{case_id}/participations",
+        case_id=fid,
         body={"position": "for"},
     )
     forum_post = expect(
@@ -608,13 +608,15 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     assert ask["department"] == OWN_DEPARTMENT
     await m.check("GET /v1/asks")
     await m.check("GET /v1/asks/{ask_id}", ask_id=aid)
-    await m.check("GET /v1/asks/{ask_id}/timeline", ask_id=aid)
+    await m.check("GET /v1/asks/{case_id}/timeline", case_id=aid)
     await m.check("GET /v1/asks/{case_id}/posts", case_id=aid)
 
     # ---- day 15: the ask is open -------------------------------------------------------------
     await api.advance(days=15, seconds=120)
     await wait_until(api, f"/v1/asks/{aid}", "open")
-    await m.check("POST /v1/asks/{ask_id}/participations", ask_id=aid, body={"position": "against"})
+    await m.check(
+        "POST /v1/asks/{case_id}/participations", case_id=aid, body={"position": "against"}
+    )
     ask_post = expect(
         await api.post(
             f"/v1/asks/{aid}/participations",
