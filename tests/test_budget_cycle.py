@@ -4,15 +4,13 @@ and a whole year played on the time-skipping server with stubbed activities."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 
 import rulebooks
-from models.budget import BudgetCycleProjection, BudgetCycleStart, BudgetCycleState
+from models.budget import BudgetCycleStart, BudgetCycleState
 from models.calendar import CLOSED, NOT_STARTED, SEOUL, phase_schedule
 from models.ids import budget_cycle_workflow_id
 from tests.helpers import Api, expect, expect_problem
@@ -158,27 +156,11 @@ async def test_bad_input_is_refused_naming_the_field(api: Api) -> None:
 # ---- the workflow alone: a whole year in seconds -------------------------------------------------
 
 
-@dataclass
-class CycleStubs(StubActivities):
-    """The shared stubs plus the cycle's projection, kept as Postgres would (by case id + seq)."""
-
-    cycle_projections: list[BudgetCycleProjection] = field(default_factory=list)
-
-    def activities(self) -> list[Any]:
-        return [*super().activities(), self.project_budget_cycle]
-
-    @activity.defn(name="project_budget_cycle")
-    async def project_budget_cycle(self, projection: BudgetCycleProjection) -> None:
-        self.attempts.append(("project_budget_cycle", projection))
-        if projection.entry.seq not in {p.entry.seq for p in self.cycle_projections}:
-            self.cycle_projections.append(projection)
-
-
 async def test_a_whole_year_continues_as_new_and_projects_every_change_in_order() -> None:
     pinned = rulebooks.load("seoul-2021")
     calendar = pinned.rulebook.calendar
     assert calendar is not None
-    stubs = CycleStubs()
+    stubs = StubActivities()
     async with time_skipping_env() as env, stubbed_worker(env, stubs=stubs) as run:
         year = (await env.get_current_time()).astimezone(SEOUL).year + 1
         start = BudgetCycleStart(year=year, rules=pinned, drop_ratio=0.1, max_history_events=40)

@@ -229,6 +229,7 @@ async def test_every_activity_the_worker_registers_has_a_stub_of_the_same_signat
         "enqueue_notice",
         "open_opinion_box",
         "project_ask",
+        "project_budget_cycle",
         "project_forum",
         "project_proposal",
         "record_forum",

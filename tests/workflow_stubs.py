@@ -37,6 +37,7 @@ from temporalio.worker import Worker
 
 from activities.forums import ForumOpening
 from activities.records import AskProjection, ForumProjection
+from models.budget import BudgetCycleProjection
 from models.case import Notice, TimelineEntry
 from models.deliberation import AskState, ForumState, OpinionTally
 from models.proposal import Projection, ProposalState, Tally
@@ -101,6 +102,7 @@ class StubActivities:
     proposal_projections: list[Projection] = field(default_factory=list)
     forum_projections: list[ForumProjection] = field(default_factory=list)
     ask_projections: list[AskProjection] = field(default_factory=list)
+    cycle_projections: list[BudgetCycleProjection] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
     forum_openings: list[ForumOpening] = field(default_factory=list)
     #: Case ids, in call order (once per case, as the real activities' effect).
@@ -120,6 +122,7 @@ class StubActivities:
             self.open_box,
             self.close_and_count,
             self.record_forum,
+            self.project_budget_cycle,
         ]
 
     # ---- the stubs -------------------------------------------------------------------------
@@ -144,6 +147,12 @@ class StubActivities:
         case_id = projection.state.ask_id
         if (case_id, projection.entry.seq) not in self._keys(self.ask_projections):
             self.ask_projections.append(projection)
+
+    @activity.defn(name="project_budget_cycle")
+    async def project_budget_cycle(self, projection: BudgetCycleProjection) -> None:
+        self.attempts.append(("project_budget_cycle", projection))
+        if projection.entry.seq not in {p.entry.seq for p in self.cycle_projections}:
+            self.cycle_projections.append(projection)
 
     @activity.defn(name="close_and_tally")
     async def close_and_tally(self, proposal_id: str) -> Tally:
