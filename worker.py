@@ -40,6 +40,8 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
         opinions.close_and_count,
         forums.record_forum,
         budget.project_budget_cycle,
+        budget.open_budget_ballot,
+        budget.close_budget_ballot,
     ]
 
 

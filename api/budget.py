@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -15,14 +15,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.budget import cycle_columns
-from api.auth import CurrentPrincipal, Principal, require_role
+from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
-from api.errors import Problem, not_found
-from api.idempotency import run_once
+from api.errors import Problem, ballot_problem, not_found
+from api.idempotency import IdempotencyKey, run_once
 from api.proposal_service import decide_case, pinned_rules, timeline, update_id
 from api.schemas import Body, IsoTime, RulebookName, SeoulTime, ShortText, Text, Timeline
-from models.budget import BudgetCycleStart, BudgetCycleState, CyclePhase, PhaseOverride, PhaseSlot
+from models.ballot_box import BallotRefused, budget_box_id, cast, count_box, voter_group
+from models.budget import (
+    VOTE_PHASE,
+    BudgetCycleStart,
+    BudgetCycleState,
+    BudgetVote,
+    CyclePhase,
+    PhaseOverride,
+    PhaseSlot,
+    cycle_columns,
+    select_vote,
+)
 from models.budget_tables import BudgetCycle
 from models.calendar import phase_at, phase_ends_at, phase_schedule
 from models.case import Role
@@ -31,7 +41,6 @@ from workflows.budget import BudgetCycleWorkflow
 
 router = APIRouter(prefix="/v1/budget-cycles", tags=["budget cycles"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Year = Annotated[int, PathParam(ge=2000, le=2200, description="The cycle's budget year.")]
 DEFAULT_CYCLE_RULEBOOK = "seoul-2021"
 CYCLE_SECTIONS = ("calendar", "metro")
@@ -225,4 +234,153 @@ async def override_phase(
         request_id=update_id("override_phase", principal, idempotency_key),
         reload_case=reload_cycle,
         what="budget cycle",
+    )
+
+
+# ---- the vote: ballots, and results after the close ---------------------------------------------
+
+
+class BudgetBallotRequest(Body):
+    kind: ShortText
+    project_ids: Annotated[list[ShortText], Field(min_length=1, max_length=500)]
+
+
+class BudgetBallotReceipt(BaseModel):
+    receipt: str
+
+
+class BudgetResultsOut(BaseModel):
+    year: int
+    kind: str
+    rule: str
+    drop_ratio: float
+    weights: dict[str, str]
+    ballots: dict[str, int]
+    turnout: int
+    digest: str
+    #: Whether a recount of the box now gives the counts and digest the workflow recorded.
+    matches_recorded_tally: bool
+    #: Field -> the ranking with each group's approvals, the weighted score, the cost and
+    #: `selected | dropped`, the drop line and the totals.
+    fields: dict[str, dict[str, Any]]
+
+
+def _phase_of(row: BudgetCycle, kind: str) -> str:
+    current = row.phases.get(kind)
+    if current is None:
+        raise Problem(422, f"the cycle has no type {kind!r}", field="kind")
+    return str(current["phase"])
+
+
+@router.post(
+    "/{year}/ballots",
+    status_code=201,
+    response_model=BudgetBallotReceipt,
+    description=(
+        "One ballot per person per cycle and kind, approving any of the projects on that "
+        "kind's ballot (`project_ids`), cast while the kind is in its `vote` phase (409 naming "
+        "the phase otherwise). The ballot counts in the voter's group (budget-school graduates "
+        "apart, for `vote.group_weights`); who voted and what they chose are stored apart. "
+        "A project not on the ballot is 422 naming `options`."
+    ),
+)
+async def cast_budget_ballot(
+    year: Year,
+    body: BudgetBallotRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    require_eligible(principal)
+    async with ctx.sessions() as session:
+        row = await load_cycle(session, year)
+    phase = _phase_of(row, body.kind)
+    if phase != VOTE_PHASE:
+        raise Problem(409, f"the {body.kind} vote is not open: the phase is {phase}")
+
+    async def cast_it(unit: AppContext) -> BudgetBallotReceipt:
+        try:
+            async with unit.sessions() as session, session.begin():
+                receipt = await cast(
+                    session,
+                    box_id=budget_box_id(year, body.kind),
+                    person_id=principal.sub,
+                    options=body.project_ids,
+                    group=voter_group(budget_school=principal.budget_school),
+                )
+        except BallotRefused as refused:
+            raise ballot_problem(refused) from refused
+        return BudgetBallotReceipt(receipt=receipt)
+
+    return await run_once(
+        ctx,
+        principal,
+        idempotency_key,
+        f"POST budget ballots {year} {body.kind}",
+        body,
+        cast_it,
+        secret=True,
+    )
+
+
+async def _closed_vote(ctx: AppContext, year: int, kind: str) -> tuple[BudgetCycle, BudgetVote]:
+    """The kind's counted vote, from the cycle workflow; 409 before the close (no one sees
+    counts before it, design.md principle 7)."""
+    async with ctx.sessions() as session:
+        row = await load_cycle(session, year)
+    phase = _phase_of(row, kind)
+    state = await ctx.temporal.get_workflow_handle(row.workflow_id).query(BudgetCycleWorkflow.state)
+    vote = state.votes.get(kind)
+    if vote is None or vote.closed_at is None:
+        raise Problem(409, f"the {kind} vote is not closed: the phase is {phase}")
+    return row, vote
+
+
+@router.get(
+    "/{year}/results",
+    response_model=BudgetResultsOut,
+    description=(
+        "After the close only (409 before: nobody sees counts while a vote runs). The box is "
+        "recounted from Postgres and the selection recomputed with the rulebook's rule; "
+        "`matches_recorded_tally` compares the recount with what the workflow recorded."
+    ),
+)
+async def budget_results(
+    year: Year,
+    ctx: Ctx,
+    kind: Annotated[
+        str, Query(min_length=1, max_length=200, description="The type voted on (default metro).")
+    ] = "metro",
+) -> BudgetResultsOut:
+    row, vote = await _closed_vote(ctx, year, kind)
+    async with ctx.sessions() as session:
+        recount = await count_box(session, budget_box_id(year, kind))
+    matches = (recount.ballots, recount.approvals, recount.digest) == (
+        vote.ballots,
+        vote.approvals,
+        vote.digest,
+    )
+    rules = pinned_rules(ctx, row.rulebook, default=row.rulebook, sections=CYCLE_SECTIONS)
+    recounted = BudgetVote(
+        kind=kind,
+        opened_at=vote.opened_at,
+        candidates=vote.candidates,
+        closed_at=vote.closed_at,
+        ballots=recount.ballots,
+        approvals=recount.approvals,
+        digest=recount.digest,
+    )
+    rule, results = select_vote(recounted, rules.rulebook, row.drop_ratio)
+    weights = rules.rulebook.vote.exact_weights() if rules.rulebook.vote is not None else {}
+    return BudgetResultsOut(
+        year=year,
+        kind=kind,
+        rule=rule,
+        drop_ratio=row.drop_ratio,
+        weights={group: str(w) for group, w in weights.items()},
+        ballots=recount.ballots,
+        turnout=recount.turnout,
+        digest=recount.digest,
+        matches_recorded_tally=matches,
+        fields={name: result.to_dict() for name, result in results.items()},
     )

@@ -142,6 +142,8 @@ POST /v1/budget-cycles                                 401  403  403  -    403  
 GET  /v1/budget-cycles/{year}                          ok   ok   ok   -    ok   ok   ok   ok   ok
 GET  /v1/budget-cycles/{year}/timeline                 ok   ok   ok   -    ok   ok   ok   ok   ok
 POST /v1/budget-cycles/{year}/phase-overrides          401  403  403  -    403  403  403  403  ok
+POST /v1/budget-cycles/{year}/ballots                  401  409  403  -    403  403  403  403  403
+GET  /v1/budget-cycles/{year}/results                  409  409  409  -    409  409  409  409  409
 # ---- auditors (the code also lets admin in) ----------------------------------------------------
 GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   ok
 POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   ok
@@ -680,3 +682,7 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
         "reason": "a longer call",
     }
     await m.check("POST /v1/budget-cycles/{year}/phase-overrides", year=str(year), body=override)
+    # before its vote phase: a ballot is 409 for an eligible citizen, results 409 for anyone
+    ballot = {"kind": "metro", "project_ids": ["some-project"]}
+    await m.check("POST /v1/budget-cycles/{year}/ballots", year=str(year), body=ballot)
+    await m.check("GET /v1/budget-cycles/{year}/results", year=str(year))

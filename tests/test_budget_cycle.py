@@ -10,7 +10,8 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 
 import rulebooks
-from models.budget import BudgetCycleStart, BudgetCycleState
+from models.ballot_box import BoxTally
+from models.budget import BallotCandidate, BudgetCycleStart, BudgetCycleState
 from models.calendar import CLOSED, NOT_STARTED, SEOUL, phase_schedule
 from models.ids import budget_cycle_workflow_id
 from tests.helpers import Api, expect, expect_problem
@@ -175,9 +176,16 @@ async def test_a_whole_year_continues_as_new_and_projects_every_change_in_order(
         assert first_run.events[-1].event_type == (
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
         )
-    entries = sorted((p.entry for p in stubs.cycle_projections), key=lambda e: e.seq)
-    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
-    assert [e.at for e in entries] == sorted(e.at for e in entries)
+    everything = sorted((p.entry for p in stubs.cycle_projections), key=lambda e: e.seq)
+    assert [e.seq for e in everything] == list(range(1, len(everything) + 1))
+    assert [e.at for e in everything] == sorted(e.at for e in everything)
+    # each type's vote opened and closed once, in its vote phase (no candidates were canned)
+    votes = [(e.event, e.note.split(":")[0]) for e in everything if e.event.startswith("vote_")]
+    assert sorted(votes) == sorted(
+        (event, kind) for kind in calendar for event in ("vote_opened", "vote_closed")
+    )
+    assert stubs.budget_boxes_opened == stubs.budget_boxes_closed == ["deliberative", "metro"]
+    entries = [e for e in everything if e.event == "phase_started"]
     for kind in calendar:
         expected = [NOT_STARTED] + [p.phase for p in phase_schedule(calendar, kind, year)]
         announced = [e.stage for e in entries if e.note.startswith(f"{kind}:")]
@@ -190,3 +198,50 @@ async def test_a_whole_year_continues_as_new_and_projects_every_change_in_order(
             # at the boundary, to the workflow task's few milliseconds
             assert timedelta(0) <= entry.at - scheduled.starts_at < timedelta(seconds=5), entry
     assert all(e.event == "phase_started" and e.actor_role == "system" for e in entries)
+
+
+async def test_the_metro_vote_drops_by_weighted_score_not_raw_counts() -> None:
+    """Budget-school graduates are half the ballots but 10 % of the weight: by raw counts B
+    (100 approvals) is above C (40), by weighted score C (0.9 x 40/100 = 0.36) is above B
+    (0.9 x 20/100 + 0.1 x 80/100 = 0.26). With a drop ratio of 0.3 of 100 KRW, only the
+    lowest project worth up to 30 drops: B, not C, and the results name the rule and digest."""
+    pinned = rulebooks.load("seoul-2021")
+    stubs = StubActivities()
+    stubs.budget_candidates["metro"] = [
+        BallotCandidate(project_id="A", field="environment", cost_krw=50),
+        BallotCandidate(project_id="B", field="environment", cost_krw=25),
+        BallotCandidate(project_id="C", field="environment", cost_krw=25),
+    ]
+    stubs.budget_tallies["metro"] = BoxTally(
+        approvals={
+            "A": {"general": 90, "budget_school": 90},
+            "B": {"general": 20, "budget_school": 80},
+            "C": {"general": 40},
+        },
+        ballots={"general": 100, "budget_school": 100},
+        digest="sha256:canned",
+    )
+    async with time_skipping_env() as env, stubbed_worker(env, stubs=stubs) as run:
+        year = (await env.get_current_time()).astimezone(SEOUL).year + 1
+        start = BudgetCycleStart(year=year, rules=pinned, drop_ratio=0.3)
+        handle = await run.start(
+            BudgetCycleWorkflow.run, start, id=run.unique_id(budget_cycle_workflow_id(year))
+        )
+        result: BudgetCycleState = await handle.result()
+    vote = result.votes["metro"]
+    assert vote.closed_at is not None and vote.digest == "sha256:canned"
+    assert vote.rule == "drop_lowest"
+    field = vote.results["environment"]
+    outcomes = {p["project_id"]: p for p in field["projects"]}
+    assert (outcomes["A"]["status"], outcomes["B"]["status"], outcomes["C"]["status"]) == (
+        "selected",
+        "dropped",
+        "selected",
+    )
+    assert outcomes["B"]["total_approvals"] > outcomes["C"]["total_approvals"]  # raw: B above C
+    assert outcomes["C"]["rank"] < outcomes["B"]["rank"]  # weighted: C above B
+    assert (field["selected_krw"], field["dropped_krw"]) == (75, 25)
+    closed = [p.entry for p in stubs.cycle_projections if p.entry.event == "vote_closed"]
+    metro = [e for e in closed if e.note.startswith("metro:")]
+    assert len(metro) == 1 and "sha256:canned" in metro[0].note
+    assert "1 dropped" in metro[0].note and "2 selected" in metro[0].note

@@ -226,10 +226,13 @@ async def test_every_activity_the_worker_registers_has_a_stub_of_the_same_signat
     assert sorted(real) == [
         "close_and_count_opinions",
         "close_and_tally",
+        "close_budget_ballot",
         "enqueue_notice",
+        "open_budget_ballot",
         "open_opinion_box",
         "project_ask",
         "project_budget_cycle",
+        "project_budget_project",
         "project_forum",
         "project_proposal",
         "record_forum",

@@ -37,9 +37,11 @@ from temporalio.worker import Worker
 
 from activities.forums import ForumOpening
 from activities.records import AskProjection, ForumProjection
-from models.budget import BudgetCycleProjection
+from models.ballot_box import BoxTally
+from models.budget import BallotCandidate, BallotRef, BudgetCycleProjection
 from models.case import Notice, TimelineEntry
 from models.deliberation import AskState, ForumState, OpinionTally
+from models.project import ProjectProjection, ProjectState
 from models.proposal import Projection, ProposalState, Tally
 from workflows import WORKFLOWS
 
@@ -103,6 +105,13 @@ class StubActivities:
     forum_projections: list[ForumProjection] = field(default_factory=list)
     ask_projections: list[AskProjection] = field(default_factory=list)
     cycle_projections: list[BudgetCycleProjection] = field(default_factory=list)
+    project_projections: list[ProjectProjection] = field(default_factory=list)
+    #: Budget ballot boxes by kind: the candidates they open with (none unless canned), the
+    #: count they close with (empty unless canned), and the kinds opened and closed.
+    budget_candidates: dict[str, list[BallotCandidate]] = field(default_factory=dict)
+    budget_tallies: dict[str, BoxTally] = field(default_factory=dict)
+    budget_boxes_opened: list[str] = field(default_factory=list)
+    budget_boxes_closed: list[str] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
     forum_openings: list[ForumOpening] = field(default_factory=list)
     #: Case ids, in call order (once per case, as the real activities' effect).
@@ -123,6 +132,8 @@ class StubActivities:
             self.close_and_count,
             self.record_forum,
             self.project_budget_cycle,
+            self.open_budget_ballot,
+            self.close_budget_ballot,
         ]
 
     # ---- the stubs -------------------------------------------------------------------------
@@ -153,6 +164,28 @@ class StubActivities:
         self.attempts.append(("project_budget_cycle", projection))
         if projection.entry.seq not in {p.entry.seq for p in self.cycle_projections}:
             self.cycle_projections.append(projection)
+
+    @activity.defn(name="open_budget_ballot")
+    async def open_budget_ballot(self, ref: BallotRef) -> list[BallotCandidate]:
+        self.attempts.append(("open_budget_ballot", ref))
+        if ref.kind not in self.budget_boxes_opened:
+            self.budget_boxes_opened.append(ref.kind)
+        return list(self.budget_candidates.get(ref.kind, []))
+
+    @activity.defn(name="close_budget_ballot")
+    async def close_budget_ballot(self, ref: BallotRef) -> BoxTally:
+        self.attempts.append(("close_budget_ballot", ref))
+        if ref.kind not in self.budget_boxes_closed:
+            self.budget_boxes_closed.append(ref.kind)
+        return self.budget_tallies.get(ref.kind, BoxTally(digest="sha256:empty"))
+
+    @activity.defn(name="project_budget_project")
+    async def project_budget_project(self, projection: ProjectProjection) -> None:
+        self.attempts.append(("project_budget_project", projection))
+        if (projection.state.project_id, projection.entry.seq) not in self._keys(
+            self.project_projections
+        ):
+            self.project_projections.append(projection)
 
     @activity.defn(name="close_and_tally")
     async def close_and_tally(self, proposal_id: str) -> Tally:
@@ -200,10 +233,11 @@ class StubActivities:
 
     def timeline(self, case_id: str) -> list[TimelineEntry]:
         """The case's timeline as Postgres would hold it, in seq order (any case kind)."""
-        projections: list[Projection | ForumProjection | AskProjection] = [
+        projections: list[Projection | ForumProjection | AskProjection | ProjectProjection] = [
             *self.proposal_projections,
             *self.forum_projections,
             *self.ask_projections,
+            *self.project_projections,
         ]
         entries = [p.entry for p in projections if _case_id(p.state) == case_id]
         return sorted(entries, key=lambda e: e.seq)
@@ -223,12 +257,14 @@ class StubActivities:
 
     @staticmethod
     def _keys(
-        projections: Sequence[Projection | ForumProjection | AskProjection],
+        projections: Sequence[Projection | ForumProjection | AskProjection | ProjectProjection],
     ) -> set[tuple[str, int]]:
         return {(_case_id(p.state), p.entry.seq) for p in projections}
 
 
-def _case_id(state: ProposalState | ForumState | AskState) -> str:
+def _case_id(state: ProposalState | ForumState | AskState | ProjectState) -> str:
+    if isinstance(state, ProjectState):
+        return state.project_id
     if isinstance(state, ProposalState):
         return state.proposal_id
     if isinstance(state, ForumState):

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.common import (
     activity_options,
+    counting_options,
     next_entry,
     reject,
     require_idle,
@@ -28,13 +30,17 @@ from workflows.common import (
 with workflow.unsafe.imports_passed_through():
     from activities.budget import BudgetRecords
     from models.budget import (
+        VOTE_PHASE,
+        BallotRef,
         BudgetCycleProjection,
         BudgetCycleStart,
         BudgetCycleState,
+        BudgetVote,
         CyclePhase,
         CycleStatus,
         PhaseOverride,
         PhaseSlot,
+        select_vote,
     )
     from models.calendar import (
         CLOSED,
@@ -45,9 +51,17 @@ with workflow.unsafe.imports_passed_through():
         phase_schedule,
     )
     from models.case import ErrorType, Role, TimelineEntry
+    from models.ids import project_workflow_id
 
     # Imported here so the sandbox knows the module when it resolves the start's types.
     from models.rules import PinnedRules  # noqa: F401
+
+
+BALLOT_BOXES_PATCH = "budget-cycle-ballot-boxes"
+
+
+def _per_group(counts: dict[str, int]) -> str:
+    return ", ".join(f"{group} {n}" for group, n in sorted(counts.items())) or "none"
 
 
 def _shown(moment: datetime | None) -> str:
@@ -174,6 +188,80 @@ class BudgetCycleWorkflow:
                     f"({self._start.rules.content_hash}), drop ratio {self._start.drop_ratio}"
                 )
             await self._record(phase, "phase_started", Role.SYSTEM, note)
+            if phase != VOTE_PHASE and (current is None or current.phase != VOTE_PHASE):
+                continue
+            # Cycles that passed a vote phase before ballot boxes existed replay without them.
+            if not workflow.patched(BALLOT_BOXES_PATCH):
+                continue
+            if current is not None and current.phase == VOTE_PHASE:
+                await self._close_vote(kind)
+            if phase == VOTE_PHASE:
+                await self._open_vote(kind)
+
+    async def _open_vote(self, kind: str) -> None:
+        """The kind's ballot box opens with the projects on the ballot now."""
+        if kind in self._state.votes:
+            return
+        candidates = await workflow.execute_activity_method(
+            BudgetRecords.open_budget_ballot,
+            BallotRef(year=self._start.year, kind=kind),
+            **activity_options(),
+        )
+        self._state.votes[kind] = BudgetVote(
+            kind=kind, opened_at=workflow.now(), candidates=candidates
+        )
+        await self._record(
+            VOTE_PHASE,
+            "vote_opened",
+            Role.SYSTEM,
+            f"{kind}: {len(candidates)} projects on the ballot; one ballot per person, "
+            "approving any of them",
+        )
+
+    async def _close_vote(self, kind: str) -> None:
+        """Close and count the kind's box, select by the rulebook's rule, tell each project."""
+        vote = self._state.votes.get(kind)
+        if vote is None or vote.closed_at is not None:
+            return
+        tally = await workflow.execute_activity_method(
+            BudgetRecords.close_budget_ballot,
+            BallotRef(year=self._start.year, kind=kind),
+            **counting_options(),
+        )
+        vote.closed_at = workflow.now()
+        vote.ballots, vote.approvals, vote.digest = tally.ballots, tally.approvals, tally.digest
+        outcomes = self._select(vote)
+        await self._record(
+            VOTE_PHASE,
+            "vote_closed",
+            Role.SYSTEM,
+            f"{kind}: {tally.turnout} ballots ({_per_group(tally.ballots)}), digest "
+            f"{tally.digest}; rule {vote.rule}: {sum(o['status'] == 'selected' for o in outcomes)}"
+            f" selected, {sum(o['status'] == 'dropped' for o in outcomes)} dropped",
+        )
+        for outcome in outcomes:
+            project = workflow.get_external_workflow_handle(
+                project_workflow_id(str(outcome["project_id"]))
+            )
+            try:
+                await project.signal(
+                    "vote_result",
+                    {
+                        "selected": outcome["status"] == "selected",
+                        "rank": outcome["rank"],
+                        "score": outcome["score"],
+                        "note": f"{kind} vote of {self._start.year}, rule {vote.rule}",
+                    },
+                )
+            except Exception:
+                # a project whose workflow is gone keeps its result here and in the results
+                workflow.logger.warning("vote result not delivered to %s", outcome["project_id"])
+
+    def _select(self, vote: BudgetVote) -> list[dict[str, Any]]:
+        """Apply the rulebook's rule; every candidate's outcome, in rank order per field."""
+        vote.rule, results = select_vote(vote, self._start.rules.rulebook, self._start.drop_ratio)
+        vote.results = {field: result.to_dict() for field, result in results.items()}
+        return [project for result in vote.results.values() for project in result["projects"]]
 
     def _until_next_change(self) -> timedelta:
         now = workflow.now()
