@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -21,7 +22,8 @@ from api.errors import Problem, ballot_problem, not_found
 from api.idempotency import IdempotencyKey, run_once
 from api.proposal_service import decide_case, pinned_rules, timeline, update_id
 from api.schemas import Body, IsoTime, RulebookName, SeoulTime, ShortText, Text, Timeline
-from models.ballot_box import BallotRefused, budget_box_id, cast, count_box, voter_group
+from models import selection
+from models.ballot_box import BallotRefused, BoxTally, budget_box_id, cast, count_box, voter_group
 from models.budget import (
     VOTE_PHASE,
     BudgetCycleStart,
@@ -37,6 +39,7 @@ from models.budget_tables import BudgetCycle
 from models.calendar import phase_at, phase_ends_at, phase_schedule
 from models.case import Role
 from models.ids import budget_cycle_workflow_id
+from models.rules import PinnedRules
 from workflows.budget import BudgetCycleWorkflow
 
 router = APIRouter(prefix="/v1/budget-cycles", tags=["budget cycles"])
@@ -336,6 +339,34 @@ async def _closed_vote(ctx: AppContext, year: int, kind: str) -> tuple[BudgetCyc
     return row, vote
 
 
+async def _recounted(
+    ctx: AppContext, year: int, kind: str
+) -> tuple[
+    BudgetCycle,
+    BudgetVote,
+    BoxTally,
+    PinnedRules,
+    str,
+    dict[str, selection.SelectionResult],
+]:
+    """A closed vote recounted from Postgres, and the selection the recount gives."""
+    row, vote = await _closed_vote(ctx, year, kind)
+    async with ctx.sessions() as session:
+        recount = await count_box(session, budget_box_id(year, kind))
+    rules = pinned_rules(ctx, row.rulebook, default=row.rulebook, sections=CYCLE_SECTIONS)
+    recounted = BudgetVote(
+        kind=kind,
+        opened_at=vote.opened_at,
+        candidates=vote.candidates,
+        closed_at=vote.closed_at,
+        ballots=recount.ballots,
+        approvals=recount.approvals,
+        digest=recount.digest,
+    )
+    rule, results = select_vote(recounted, rules.rulebook, row.drop_ratio)
+    return row, vote, recount, rules, rule, results
+
+
 @router.get(
     "/{year}/results",
     response_model=BudgetResultsOut,
@@ -352,25 +383,12 @@ async def budget_results(
         str, Query(min_length=1, max_length=200, description="The type voted on (default metro).")
     ] = "metro",
 ) -> BudgetResultsOut:
-    row, vote = await _closed_vote(ctx, year, kind)
-    async with ctx.sessions() as session:
-        recount = await count_box(session, budget_box_id(year, kind))
+    row, vote, recount, rules, rule, results = await _recounted(ctx, year, kind)
     matches = (recount.ballots, recount.approvals, recount.digest) == (
         vote.ballots,
         vote.approvals,
         vote.digest,
     )
-    rules = pinned_rules(ctx, row.rulebook, default=row.rulebook, sections=CYCLE_SECTIONS)
-    recounted = BudgetVote(
-        kind=kind,
-        opened_at=vote.opened_at,
-        candidates=vote.candidates,
-        closed_at=vote.closed_at,
-        ballots=recount.ballots,
-        approvals=recount.approvals,
-        digest=recount.digest,
-    )
-    rule, results = select_vote(recounted, rules.rulebook, row.drop_ratio)
     weights = rules.rulebook.vote.exact_weights() if rules.rulebook.vote is not None else {}
     return BudgetResultsOut(
         year=year,
@@ -384,3 +402,49 @@ async def budget_results(
         matches_recorded_tally=matches,
         fields={name: result.to_dict() for name, result in results.items()},
     )
+
+
+@router.get(
+    "/{year}/results.pb",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+    description=(
+        "One field's result as a pabulib file (META / PROJECTS / VOTES, approval ballots), "
+        "after the close only. Voters are numbered by a hash of their ballot's content: no "
+        "number joins a person or the order ballots were cast. `field` may be left out when "
+        "the vote had one field."
+    ),
+)
+async def budget_results_pabulib(
+    year: Year,
+    ctx: Ctx,
+    kind: Annotated[str, Query(min_length=1, max_length=200)] = "metro",
+    field: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> PlainTextResponse:
+    _, _, _, _, _, results = await _recounted(ctx, year, kind)
+    if field is None and len(results) == 1:
+        field = next(iter(results))
+    if field is None or field not in results:
+        known = ", ".join(sorted(results)) or "none"
+        raise Problem(422, f"field: one of the vote's fields ({known})", field="field")
+    async with ctx.sessions() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT voter_group, array_agg(option) AS options FROM ballot_choices "
+                    "WHERE box_id = :box GROUP BY receipt, voter_group"
+                ),
+                {"box": budget_box_id(year, kind)},
+            )
+        ).all()
+    ballots = [
+        selection.Ballot(group=r.voter_group, project_ids=frozenset(r.options)) for r in rows
+    ]
+    document = selection.to_pabulib(
+        results[field],
+        ballots,
+        description=f"Seoul {kind} participatory budget vote {year}, field {field}",
+        instance=str(year),
+        subunit=field,
+    )
+    return PlainTextResponse(document, media_type="text/plain")

@@ -144,6 +144,7 @@ GET  /v1/budget-cycles/{year}/timeline                 ok   ok   ok   -    ok   
 POST /v1/budget-cycles/{year}/phase-overrides          401  403  403  -    403  403  403  403  ok
 POST /v1/budget-cycles/{year}/ballots                  401  409  403  -    403  403  403  403  403
 GET  /v1/budget-cycles/{year}/results                  409  409  409  -    409  409  409  409  409
+GET  /v1/budget-cycles/{year}/results.pb               409  409  409  -    409  409  409  409  409
 # ---- auditors (the code also lets admin in) ----------------------------------------------------
 GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   ok
 POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   ok
@@ -686,3 +687,4 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     ballot = {"kind": "metro", "project_ids": ["some-project"]}
     await m.check("POST /v1/budget-cycles/{year}/ballots", year=str(year), body=ballot)
     await m.check("GET /v1/budget-cycles/{year}/results", year=str(year))
+    await m.check("GET /v1/budget-cycles/{year}/results.pb", year=str(year))
