@@ -16,6 +16,7 @@ from activities.budget import BudgetRecords
 from activities.forums import ForumRecords
 from activities.notices import Notices
 from activities.opinions import OpinionBoxes
+from activities.projects import ProjectRecords
 from activities.records import CaseRecords
 from minju.config import ClockMode, Settings
 from minju.db import create_engine, session_factory
@@ -40,6 +41,7 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
         opinions.close_and_count,
         forums.record_forum,
         budget.project_budget_cycle,
+        ProjectRecords(sessions).project_budget_project,
         budget.open_budget_ballot,
         budget.close_budget_ballot,
     ]

@@ -21,6 +21,7 @@ from api import (
     forums,
     officials,
     openapi,
+    projects,
     signal_outbox,
     sortition,
 )
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(forums.router)
     app.include_router(asks.router)
     app.include_router(budget.router)
+    app.include_router(projects.router)
     app.include_router(sortition.router)
     app.include_router(auditors.router)
     if settings.dev_endpoints:

@@ -33,6 +33,7 @@ RECORDED_PATHS = {
     "forum_eligible_handed_off",
     "linked_forum_decided",
     "budget_cycle_overridden",
+    "project_candidate_adjusted",
 }
 
 

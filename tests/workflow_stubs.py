@@ -134,6 +134,7 @@ class StubActivities:
             self.project_budget_cycle,
             self.open_budget_ballot,
             self.close_budget_ballot,
+            self.project_budget_project,
         ]
 
     # ---- the stubs -------------------------------------------------------------------------

@@ -8,6 +8,13 @@ from collections.abc import Sequence
 from workflows.ask import AskWorkflow
 from workflows.budget import BudgetCycleWorkflow
 from workflows.forum import ForumWorkflow
+from workflows.project import ProjectWorkflow
 from workflows.proposal import ProposalWorkflow
 
-WORKFLOWS: Sequence[type] = (ProposalWorkflow, ForumWorkflow, AskWorkflow, BudgetCycleWorkflow)
+WORKFLOWS: Sequence[type] = (
+    ProposalWorkflow,
+    ForumWorkflow,
+    AskWorkflow,
+    BudgetCycleWorkflow,
+    ProjectWorkflow,
+)

@@ -1,0 +1,54 @@
+"""A budget project's side effects: its row and timeline in Postgres, written idempotently by
+`CaseRecords`' projection (keyed by case id + seq, retried and alerted on in the same way)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from temporalio import activity
+
+from activities.records import CaseRecords
+from models.project import ProjectProjection, ProjectState, ProjectStatus
+from models.project_tables import BudgetProject
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def project_columns(state: ProjectState) -> dict[str, Any]:
+    """The row's projected columns, as JSON (times ISO 8601, UTC)."""
+    selected = None
+    if state.status in (ProjectStatus.SELECTED, ProjectStatus.DROPPED):
+        selected = state.status is ProjectStatus.SELECTED
+    return {
+        "status": state.status.value,
+        "cost_krw": state.cost_krw,
+        "eligibility": _jsonable(state.eligibility),
+        "review": _jsonable(state.review),
+        "objections": _jsonable(state.objections),
+        "vote": _jsonable(state.vote),
+        "selected": selected,
+    }
+
+
+class ProjectRecords(CaseRecords):
+    @activity.defn(name="project_budget_project")
+    async def project_budget_project(self, projection: ProjectProjection) -> None:
+        state = projection.state
+        await self._project(
+            BudgetProject, state.project_id, projection.entry, project_columns(state)
+        )

@@ -1,0 +1,336 @@
+"""A metropolitan budget project (광역제안형, process.md §6, §6a): `project-{id}`, one workflow.
+
+    submitted -> (screening, admin)       eligible | ineligible | transferred (to a district)
+    eligible  -> (council review, committee) candidate | not_advanced
+    candidate -> (the vote, a `vote_result` signal from the cycle) selected | dropped
+    submitted | eligible | candidate -> withdrawn (the proposer; never a linked item)
+
+Decisions are Updates whose validators refuse what the state does not allow (409), a wrong
+actor (403) or input that breaks a rule (422), with nothing written. Screening checks the rules
+of §6: the cost must be *below* the cap (`metro.cap_general_krw`, or `metro.cap_event_krw` for a
+programme or event: both caps are exclusive, 미만) and at least `metro.min_districts` districts
+must benefit. An answer to an objection may adjust the cost, which must stay below the cap.
+
+**Reading of the review's weighted total:** each of the four scores is 0..100; inclusiveness
+(사회적 포용성) weighs `review.inclusiveness_weight` and the remaining weight is split evenly
+between necessity, feasibility and impact, so the total is again 0..100
+(`models.project.weighted_total`). The total is recorded; the council's `advance` decides.
+
+Which phase of the cycle a write belongs to (call, screening, council_review, objections) is
+checked by the API against the cycle's projection (`budget_cycles.phases`): the cycle workflow
+owns the phases, this one owns the project's stage.
+
+Follow-up: the project is started by the API as a standalone workflow with its `year` in the
+start. Making it a child of the cycle (`budget-cycle-{year}`), which would then send
+`vote_result` to its children, is left for when the cycle's module is free to change.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from temporalio import workflow
+
+from workflows.common import (
+    CaseRecorder,
+    reject,
+    require_idle,
+    require_text,
+    require_writable,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.projects import ProjectRecords
+    from models.case import ErrorType, Role, TimelineEntry
+    from models.project import (
+        FINAL,
+        SCORE_MAX,
+        SCORE_NAMES,
+        WITHDRAWABLE,
+        CouncilReview,
+        Eligibility,
+        ObjectionAnswer,
+        ObjectionFiled,
+        ObjectionRecord,
+        ProjectProjection,
+        ProjectStart,
+        ProjectState,
+        ProjectStatus,
+        ProjectVoteResult,
+        ProjectWithdrawal,
+        ReviewRecord,
+        Screening,
+        weighted_total,
+    )
+    from models.rules import MetroRules, ReviewRules
+    from models.sortition import DISTRICTS
+
+
+def _krw(amount: int) -> str:
+    return f"{amount:,} KRW"
+
+
+@workflow.defn
+class ProjectWorkflow(CaseRecorder):
+    @workflow.init
+    def __init__(self, start: ProjectStart) -> None:
+        self._start = start
+        self._state = ProjectState(
+            project_id=start.project_id,
+            year=start.year,
+            kind=start.kind,
+            field=start.field,
+            cost_krw=start.cost_krw,
+            event=start.event,
+            districts=list(start.districts),
+        )
+        self._timeline: list[TimelineEntry] = []
+        self._recording = 0
+
+    @workflow.query
+    def state(self) -> ProjectState:
+        return self._state
+
+    @workflow.run
+    async def run(self, start: ProjectStart) -> ProjectState:
+        await self._record(
+            "submitted",
+            Role.CITIZEN,
+            f"{start.kind} project for the {start.year} cycle, field {start.field}, "
+            f"{_krw(start.cost_krw)}{' (programme/event)' if start.event else ''}, "
+            f"{len(start.districts)} district(s); rulebook {start.rules.name} "
+            f"({start.rules.content_hash})",
+        )
+        await workflow.wait_condition(lambda: self._state.status in FINAL)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    # ---- rules ---------------------------------------------------------------------------------
+
+    def _metro(self) -> MetroRules:
+        metro = self._start.rules.rulebook.metro
+        assert metro is not None  # the API pins only a rulebook with metro rules
+        return metro
+
+    def _review_rules(self) -> ReviewRules:
+        review = self._start.rules.rulebook.review
+        assert review is not None
+        return review
+
+    def _cap_refusal(self, cost_krw: int) -> str | None:
+        metro = self._metro()
+        if metro.within_cap(cost_krw, event=self._state.event):
+            return None
+        rule = "metro.cap_event_krw" if self._state.event else "metro.cap_general_krw"
+        kind = "a programme/event" if self._state.event else "a general"
+        cap = metro.cap_krw(event=self._state.event)
+        return (
+            f"{rule}: {kind} project must cost less than {_krw(cap)} "
+            f"(the cap is exclusive); this one costs {_krw(cost_krw)}"
+        )
+
+    def _require_status(self, *allowed: ProjectStatus, action: str) -> None:
+        if self._state.status not in allowed:
+            wanted = " or ".join(s.value for s in allowed)
+            raise reject(
+                ErrorType.CONFLICT,
+                f"{action} is for a project that is {wanted}; this one is "
+                f"{self._state.status.value}",
+            )
+
+    @staticmethod
+    def _require_role(actor_role: str, role: Role, action: str) -> None:
+        if actor_role != role.value:
+            raise reject(ErrorType.FORBIDDEN, f"{action} is for the role {role.value}")
+
+    # ---- screening -----------------------------------------------------------------------------
+
+    @workflow.update
+    async def screen(self, command: Screening) -> ProjectState:
+        now = workflow.now()
+        self._state.eligibility = Eligibility(
+            eligible=command.eligible,
+            reason=command.reason,
+            transfer_to_district=command.transfer_to_district,
+            decided_at=now,
+        )
+        if command.transfer_to_district is not None:
+            self._state.status = ProjectStatus.TRANSFERRED
+            note = f"transferred to {command.transfer_to_district}: {command.reason}"
+        elif command.eligible:
+            self._state.status = ProjectStatus.ELIGIBLE
+            note = "eligible" + (f": {command.reason}" if command.reason else "")
+        else:
+            self._state.status = ProjectStatus.INELIGIBLE
+            note = f"ineligible: {command.reason}"
+        await self._record("screened", Role(command.actor_role), note)
+        return self._state
+
+    @screen.validator
+    def _validate_screen(self, command: Screening) -> None:
+        require_writable(command)
+        self._require_role(command.actor_role, Role.ADMIN, "eligibility screening")
+        require_idle(self._recording)
+        self._require_status(ProjectStatus.SUBMITTED, action="eligibility screening")
+        if command.transfer_to_district is not None:
+            if command.eligible:
+                raise reject(
+                    ErrorType.INVALID,
+                    "transfer_to_district: a project transferred to a district is not "
+                    "eligible as a metropolitan project (send eligible: false)",
+                )
+            if command.transfer_to_district not in DISTRICTS:
+                raise reject(
+                    ErrorType.INVALID,
+                    f"transfer_to_district: {command.transfer_to_district!r} is not a Seoul "
+                    "district",
+                )
+            require_text(command.reason, "reason")
+            return
+        if not command.eligible:
+            require_text(command.reason, "reason")
+            return
+        refusal = self._cap_refusal(self._state.cost_krw)
+        if refusal is not None:
+            raise reject(ErrorType.INVALID, refusal)
+        needed = self._metro().min_districts
+        if len(self._state.districts) < needed:
+            raise reject(
+                ErrorType.INVALID,
+                f"metro.min_districts: a metropolitan project must benefit at least {needed} "
+                f"districts; this one names {len(self._state.districts)}",
+            )
+
+    # ---- council review ------------------------------------------------------------------------
+
+    @workflow.update
+    async def review(self, command: CouncilReview) -> ProjectState:
+        total = weighted_total(command.scores, self._review_rules().inclusiveness_weight)
+        self._state.review = ReviewRecord(
+            advance=command.advance,
+            scores=command.scores,
+            total=total,
+            note=command.note,
+            decided_at=workflow.now(),
+        )
+        self._state.status = (
+            ProjectStatus.CANDIDATE if command.advance else ProjectStatus.NOT_ADVANCED
+        )
+        verdict = "a vote candidate" if command.advance else "not advanced"
+        note = f"{verdict}; weighted total {total}" + (f": {command.note}" if command.note else "")
+        await self._record("reviewed", Role(command.actor_role), note)
+        return self._state
+
+    @review.validator
+    def _validate_review(self, command: CouncilReview) -> None:
+        require_writable(command)
+        self._require_role(command.actor_role, Role.COMMITTEE, "the council review")
+        require_idle(self._recording)
+        self._require_status(ProjectStatus.ELIGIBLE, action="the council review")
+        for name in SCORE_NAMES:
+            value = getattr(command.scores, name)
+            if not 0 <= value <= SCORE_MAX:
+                raise reject(ErrorType.INVALID, f"scores.{name} must be within 0..{SCORE_MAX}")
+
+    # ---- objections ----------------------------------------------------------------------------
+
+    @workflow.signal
+    async def objection_filed(self, filed: ObjectionFiled) -> None:
+        """An objection row was written by the API (only while the project is a candidate)."""
+        if self._state.objection(filed.objection_id) is not None:
+            return  # signals may come twice
+        self._state.objections.append(ObjectionRecord(filed.objection_id, filed.at))
+        await self._record("objection_filed", Role.CITIZEN, f"objection {filed.objection_id}")
+
+    @workflow.update
+    async def answer_objection(self, command: ObjectionAnswer) -> ProjectState:
+        now = workflow.now()
+        record = self._state.objection(command.objection_id)
+        if record is None:
+            # the API found the row; its signal has not arrived (yet): the answer records both
+            record = ObjectionRecord(command.objection_id, now)
+            self._state.objections.append(record)
+        record.answer = command.answer
+        record.adjusted_cost_krw = command.adjusted_cost_krw
+        record.answered_at = now
+        note = f"objection {command.objection_id} answered"
+        if command.adjusted_cost_krw is not None:
+            note += (
+                f"; cost adjusted from {_krw(self._state.cost_krw)} to "
+                f"{_krw(command.adjusted_cost_krw)}"
+            )
+            self._state.cost_krw = command.adjusted_cost_krw
+        await self._record("objection_answered", Role(command.actor_role), note)
+        return self._state
+
+    @answer_objection.validator
+    def _validate_answer_objection(self, command: ObjectionAnswer) -> None:
+        require_writable(command)
+        self._require_role(command.actor_role, Role.ADMIN, "answering an objection")
+        require_idle(self._recording)
+        self._require_status(ProjectStatus.CANDIDATE, action="answering an objection")
+        record = self._state.objection(command.objection_id)
+        if record is not None and record.answered_at is not None:
+            raise reject(
+                ErrorType.CONFLICT, f"objection {command.objection_id} is answered already"
+            )
+        require_text(command.answer, "answer")
+        if command.adjusted_cost_krw is not None:
+            if command.adjusted_cost_krw <= 0:
+                raise reject(ErrorType.INVALID, "adjusted_cost_krw must be a positive amount")
+            refusal = self._cap_refusal(command.adjusted_cost_krw)
+            if refusal is not None:
+                raise reject(ErrorType.INVALID, f"adjusted_cost_krw: {refusal}")
+
+    # ---- withdrawal and the vote ---------------------------------------------------------------
+
+    @workflow.update
+    async def withdraw(self, command: ProjectWithdrawal) -> ProjectState:
+        self._state.status = ProjectStatus.WITHDRAWN
+        await self._record("withdrawn", Role.CITIZEN, "withdrawn by the proposer: it leaves review")
+        return self._state
+
+    @withdraw.validator
+    def _validate_withdraw(self, command: ProjectWithdrawal) -> None:
+        require_writable(command)
+        if command.actor.person_id != self._start.proposer_id:
+            raise reject(ErrorType.FORBIDDEN, "only the proposer may withdraw a project")
+        if self._start.linked:
+            raise reject(
+                ErrorType.CONFLICT,
+                "a linked (forum-centred) item does not leave review when its proposer "
+                "withdraws (process.md §6a)",
+            )
+        require_idle(self._recording)
+        self._require_status(*sorted(WITHDRAWABLE), action="withdrawal")
+
+    @workflow.signal
+    async def vote_result(self, result: ProjectVoteResult) -> None:
+        """Sent by the cycle once its vote is counted."""
+        if self._state.status is not ProjectStatus.CANDIDATE:
+            await self._record(
+                "vote_result_ignored",
+                Role.SYSTEM,
+                f"a vote result came for a project that is {self._state.status.value}",
+            )
+            return
+        self._state.vote = result
+        self._state.status = ProjectStatus.SELECTED if result.selected else ProjectStatus.DROPPED
+        await self._record(
+            "vote_counted",
+            Role.SYSTEM,
+            f"{self._state.status.value}: rank {result.rank}, score {result.score}"
+            + (f"; {result.note}" if result.note else ""),
+        )
+
+    # ---- recording -----------------------------------------------------------------------------
+
+    def _stage(self) -> str:
+        return self._state.status.value
+
+    def _projection(self, entry: TimelineEntry) -> tuple[Callable[..., Awaitable[None]], Any]:
+        return ProjectRecords.project_budget_project, ProjectProjection(
+            state=copy.deepcopy(self._state), entry=entry
+        )
