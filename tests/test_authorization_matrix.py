@@ -60,6 +60,7 @@ from api.app import create_app
 from api.auth import issue_token
 from minju.config import ClockMode, Settings
 from models.ballot_box import cast_proposal_ballot
+from models.project_tables import BudgetProject
 from tests.conftest import Stack
 from tests.helpers import Api, auth, expect
 
@@ -145,6 +146,16 @@ POST /v1/budget-cycles/{year}/phase-overrides          401  403  403  -    403  
 POST /v1/budget-cycles/{year}/ballots                  401  409  403  -    403  403  403  403  403
 GET  /v1/budget-cycles/{year}/results                  409  409  409  -    409  409  409  409  409
 GET  /v1/budget-cycles/{year}/results.pb               409  409  409  -    409  409  409  409  409
+# ---- budget projects (cycle not started: each write its role allows is 409 by phase) --------
+POST /v1/budget-cycles/{year}/projects                 401  any  403  -    403  403  403  403  403
+GET  /v1/budget-cycles/{year}/projects                 ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/projects/{project_id}                         ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/projects/{project_id}/timeline                ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/projects/{project_id}/screening               401  403  403  -    403  403  403  403  any
+POST /v1/projects/{project_id}/review                  401  403  403  -    403  403  any  403  403
+POST /v1/projects/{project_id}/objections              401  any  any  -    any  any  any  any  any
+POST /v1/projects/{project_id}/objections/{objection_id}/answer 401 403 403 - 403 403 403 403 any
+POST /v1/projects/{project_id}/withdraw                401  403  403  any  403  403  403  403  403
 # ---- auditors (the code also lets admin in) ----------------------------------------------------
 GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   ok
 POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   ok
@@ -688,3 +699,57 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     await m.check("POST /v1/budget-cycles/{year}/ballots", year=str(year), body=ballot)
     await m.check("GET /v1/budget-cycles/{year}/results", year=str(year))
     await m.check("GET /v1/budget-cycles/{year}/results.pb", year=str(year))
+
+    # ---- budget projects: a metro project of that cycle (recorded directly: the call has not
+    # opened), so every write the caller's role allows is refused by the phase (409)
+    project_owner = await api.citizen("matrix-project-owner")
+    project = BudgetProject(
+        id="matrix-project",
+        workflow_id="project-matrix-project",
+        year=year,
+        kind="metro",
+        field="welfare",
+        title="Ramps",
+        body="Ramps along the river.",
+        proposer_id="matrix-project-owner",
+        event=False,
+        districts=["Mapo-gu", "Jongno-gu"],
+        submitted_cost_krw=1_000_000,
+        cost_krw=1_000_000,
+        rulebook="seoul-2021",
+        rulebook_hash="-",
+        created_at=datetime.now(UTC),
+    )
+    async with system.sessions() as session, session.begin():
+        session.add(project)
+    submission = {
+        "title": "Ramps",
+        "body": "Ramps along the river.",
+        "field": "welfare",
+        "kind": "metro",
+        "cost_krw": 1_000_000,
+        "event": False,
+        "districts": ["Mapo-gu", "Jongno-gu"],
+    }
+    ids = {"project_id": project.id}
+    await m.check("POST /v1/budget-cycles/{year}/projects", year=str(year), body=submission)
+    await m.check("GET /v1/budget-cycles/{year}/projects", year=str(year))
+    await m.check("GET /v1/projects/{project_id}", **ids)
+    await m.check("GET /v1/projects/{project_id}/timeline", **ids)
+    await m.check(
+        "POST /v1/projects/{project_id}/screening", body={"eligible": True, "reason": ""}, **ids
+    )
+    scores = {"necessity": 1, "feasibility": 2, "impact": 3, "inclusiveness": 4}
+    await m.check(
+        "POST /v1/projects/{project_id}/review",
+        body={"advance": True, "scores": scores, "note": ""},
+        **ids,
+    )
+    await m.check("POST /v1/projects/{project_id}/objections", body={"body": "why?"}, **ids)
+    await m.check(
+        "POST /v1/projects/{project_id}/objections/{objection_id}/answer",
+        body={"answer": "because"},
+        objection_id="none",
+        **ids,
+    )
+    await m.check("POST /v1/projects/{project_id}/withdraw", owner=project_owner, **ids)
