@@ -731,25 +731,31 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
         "event": False,
         "districts": ["Mapo-gu", "Jongno-gu"],
     }
-    ids = {"project_id": project.id}
+    project_id = project.id
     await m.check("POST /v1/budget-cycles/{year}/projects", year=str(year), body=submission)
     await m.check("GET /v1/budget-cycles/{year}/projects", year=str(year))
-    await m.check("GET /v1/projects/{project_id}", **ids)
-    await m.check("GET /v1/projects/{project_id}/timeline", **ids)
+    await m.check("GET /v1/projects/{project_id}", project_id=project_id)
+    await m.check("GET /v1/projects/{project_id}/timeline", project_id=project_id)
     await m.check(
-        "POST /v1/projects/{project_id}/screening", body={"eligible": True, "reason": ""}, **ids
+        "POST /v1/projects/{project_id}/screening",
+        body={"eligible": True, "reason": ""},
+        project_id=project_id,
     )
     scores = {"necessity": 1, "feasibility": 2, "impact": 3, "inclusiveness": 4}
     await m.check(
         "POST /v1/projects/{project_id}/review",
         body={"advance": True, "scores": scores, "note": ""},
-        **ids,
+        project_id=project_id,
     )
-    await m.check("POST /v1/projects/{project_id}/objections", body={"body": "why?"}, **ids)
+    await m.check(
+        "POST /v1/projects/{project_id}/objections", body={"body": "why?"}, project_id=project_id
+    )
     await m.check(
         "POST /v1/projects/{project_id}/objections/{objection_id}/answer",
         body={"answer": "because"},
         objection_id="none",
-        **ids,
+        project_id=project_id,
     )
-    await m.check("POST /v1/projects/{project_id}/withdraw", owner=project_owner, **ids)
+    await m.check(
+        "POST /v1/projects/{project_id}/withdraw", owner=project_owner, project_id=project_id
+    )
