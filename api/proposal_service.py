@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -46,6 +47,7 @@ from models.ids import proposal_workflow_id
 from models.proposal import ProposalStart, Status
 from models.tables import Comment, Proposal, SortitionDraw, Support, TimelineRow
 from models.text import unwritable_reason
+from workflows.common import SETTLE_SIGNAL
 from workflows.proposal import ProposalWorkflow
 
 _ERROR_STATUS = {
@@ -329,6 +331,9 @@ async def decide_case(
                 raise Problem(_ERROR_STATUS[kind], cause.message) from exc
             if loop.time() > busy_until:
                 raise unavailable(cause.message) from exc
+            with contextlib.suppress(RPCError):
+                # have the pending projection applied before retrying (workflows.common.Settles)
+                await handle.signal(SETTLE_SIGNAL)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as exc:

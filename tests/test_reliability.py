@@ -427,3 +427,18 @@ def test_backend_outages_are_classified() -> None:
     assert errors.backend_down(RPCError("down", RPCStatusCode.UNAVAILABLE, b"")) == "Temporal"
     assert errors.backend_down(ValueError("bad input")) is None
     assert errors.backend_down(RPCError("no", RPCStatusCode.INVALID_ARGUMENT, b"")) is None
+
+
+async def test_a_decision_right_after_a_transition_is_taken_once_it_is_recorded(api: Api) -> None:
+    """Withdrawn at once after submission, while the `submitted` projection is still in flight:
+    refused as busy at first, the decision is taken as soon as the projection is applied, never
+    refused for good (on the uncached simulated worker the task that refused it used to be
+    dropped with the projection's completion in it, again and again)."""
+    proposer = await api.citizen()
+    for _ in range(5):
+        created = expect(
+            await api.post("/v1/proposals", proposer, {"title": "Benches", "body": "On Jong-ro"}),
+            201,
+        )
+        answer = await api.post(f"/v1/proposals/{created['id']}/withdraw", proposer)
+        assert expect(answer, 200)["status"] == "withdrawn"

@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.common import (
+    Settles,
     activity_options,
     counting_options,
     next_entry,
@@ -69,7 +70,7 @@ def _shown(moment: datetime | None) -> str:
 
 
 @workflow.defn
-class BudgetCycleWorkflow:
+class BudgetCycleWorkflow(Settles):
     @workflow.init
     def __init__(self, start: BudgetCycleStart) -> None:
         self._start = start

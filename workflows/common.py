@@ -169,7 +169,25 @@ def next_entry(
     return entry
 
 
-class CaseRecorder:
+#: The no-op signal the API sends to a case that refused a decision as busy (see `Settles`).
+SETTLE_SIGNAL = "settle"
+
+
+class Settles:
+    """A workflow task that delivers an Update runs its validator before it applies what else
+    the task carries, such as the completion of the projection the case is waiting for; if the
+    validator then refuses the decision as busy, the server drops that task, and on a worker
+    without a workflow cache (simulated mode) every retry of the decision would meet the same
+    completion again and be refused forever. A signal's task is never dropped: the API sends
+    this no-op signal after a busy refusal, so the pending completion is applied before the
+    decision is retried."""
+
+    @workflow.signal(name=SETTLE_SIGNAL)
+    def settle(self) -> None:
+        """Apply what is pending; nothing else."""
+
+
+class CaseRecorder(Settles):
     """What every case workflow records its transitions with: the next timeline entry, and its
     projection (with a copy of the state) through the case kind's idempotent activity. While a
     projection runs, `_recording` is non-zero and decisions are refused as busy
