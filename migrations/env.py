@@ -10,7 +10,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
+import models.budget_tables
 import models.deliberation_tables
+import models.project_tables
 import models.tables  # noqa: F401
 
 target_metadata = SQLModel.metadata
