@@ -28,7 +28,7 @@ import rulebooks
 from api import signal_outbox
 from api.auth import Principal
 from api.context import AppContext
-from api.errors import Problem, not_found, unavailable
+from api.errors import Problem, backend_down, not_found, unavailable
 from api.schemas import (
     AgendaDecisionOut,
     AgendaOut,
@@ -349,7 +349,17 @@ async def decide_case(
                 current = await reload_case()
                 raise Problem(409, f"the case is closed (the {what} is {current.status})") from exc
             raise
-    return await reload_case()
+    try:
+        return await reload_case()
+    except Exception as exc:
+        if backend_down(exc) is None:
+            raise
+        # the decision is taken and recorded; only reading the case back failed
+        raise unavailable(
+            f"the decision was taken but the {what} could not be read back; retry with the "
+            "same Idempotency-Key for its result",
+            request_id=request_id,
+        ) from exc
 
 
 async def decide(

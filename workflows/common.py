@@ -37,8 +37,12 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 #: non-retryable by the activity itself, and `CaseRecords` raises the alarm when a projection
 #: keeps failing. (On the time-skipping server an advance of the clock skips over backoff
 #: waits, but never past the time it was asked to reach.)
+#: The backoff stops growing at 10 s, so that a projection lands within seconds of Postgres
+#: coming back, however long it was away.
 ACTIVITY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1), maximum_attempts=0
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=0,
 )
 OPERATIONS = "operations"
 
