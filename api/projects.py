@@ -23,6 +23,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
+from api.budget import Year
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, not_found
 from api.idempotency import IdempotencyKey, run_once
@@ -48,7 +49,6 @@ from workflows.project import ProjectWorkflow
 
 router = APIRouter(prefix="/v1", tags=["budget projects"])
 
-Year = Annotated[int, PathParam(ge=2000, le=2200, description="The cycle's budget year.")]
 ProjectId = Annotated[str, PathParam(max_length=64, description="The project's id.")]
 #: A positive amount of KRW; strict (a string or a boolean is refused).
 PositiveKRW = Annotated[int, Field(gt=0, le=10**15)]

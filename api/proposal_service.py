@@ -198,6 +198,7 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
                     col(Proposal.supports_open),
                     col(Proposal.status),
                     col(Proposal.rules),
+                    col(Proposal.rulebook_hash),
                 )
                 .where(col(Proposal.id) == proposal_id)
                 .with_for_update()
@@ -225,7 +226,9 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
         ).scalar_one()
         # The row lock makes exactly one request see the count reach a threshold; its signal
         # is committed with the support and sent after the commit (api/signal_outbox.py).
-        signals = _threshold_signals(proposal_id, rulebooks.from_json(row.rules), count, now)
+        signals = _threshold_signals(
+            proposal_id, rulebooks.from_json(row.rules, content_hash=row.rulebook_hash), count, now
+        )
         for signal in signals:
             await signal_outbox.enqueue(session, signal)
     if signals:

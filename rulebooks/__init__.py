@@ -81,9 +81,16 @@ def as_json(rulebook: Rulebook) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(rulebook).items() if v is not None}
 
 
-def from_json(content: dict[str, Any]) -> Rulebook:
-    """A rulebook back from the content a case pinned (`as_json`), typed again."""
-    return _adapter.validate_python(content)
+_pinned_content: dict[str, Rulebook] = {}
+
+
+def from_json(content: dict[str, Any], *, content_hash: str) -> Rulebook:
+    """A rulebook back from the content a case pinned (`as_json`), typed again; validated once
+    per content hash (a hot path, such as a support, asks for the same few rulebooks)."""
+    rulebook = _pinned_content.get(content_hash)
+    if rulebook is None:
+        rulebook = _pinned_content[content_hash] = _adapter.validate_python(content)
+    return rulebook
 
 
 def content_hash(rulebook: Rulebook) -> str:
