@@ -11,7 +11,13 @@ from temporalio import activity
 from activities import heartbeating
 from activities.records import CaseRecords
 from models.ballot_box import BoxTally, budget_box_id, close_box, count_box, open_box
-from models.budget import BallotCandidate, BallotRef, BudgetCycleProjection, cycle_columns
+from models.budget import (
+    BALLOT_STATUS,
+    BallotCandidate,
+    BallotRef,
+    BudgetCycleProjection,
+    cycle_columns,
+)
 from models.budget_tables import BudgetCycle
 from models.ids import budget_cycle_workflow_id
 
@@ -29,8 +35,8 @@ class BudgetRecords(CaseRecords):
 
     @activity.defn(name="open_budget_ballot")
     async def open_budget_ballot(self, ref: BallotRef) -> list[BallotCandidate]:
-        """Open the kind's box with the projects on the ballot (status `candidate`) and return
-        them; idempotent: a box already opened keeps its options, which are returned."""
+        """Open the kind's box with the projects on the ballot (`BALLOT_STATUS` of the kind)
+        and return them; idempotent: a box already opened keeps its options, which are returned."""
         now = activity.info().current_attempt_scheduled_time
         box_id = budget_box_id(ref.year, ref.kind)
         async with self._sessions() as session, session.begin():
@@ -38,10 +44,10 @@ class BudgetRecords(CaseRecords):
                 await session.execute(
                     text(
                         "SELECT id, field, cost_krw, title FROM budget_projects "
-                        "WHERE year = :year AND kind = :kind AND status = 'candidate' "
+                        "WHERE year = :year AND kind = :kind AND status = :status "
                         "ORDER BY id"
                     ),
-                    {"year": ref.year, "kind": ref.kind},
+                    {"year": ref.year, "kind": ref.kind, "status": BALLOT_STATUS[ref.kind]},
                 )
             ).all()
             candidates = [

@@ -55,6 +55,12 @@ class CyclePhase:
 VOTE_PHASE = "vote"
 
 
+#: The project status that puts a project of each kind on its ballot when the vote opens: a
+#: metropolitan (or governance) project the council review advanced, a deliberative project the
+#: field's council kept on its deliberation list (process.md §5-7).
+BALLOT_STATUS = {"metro": "candidate", "governance": "candidate", "deliberative": "shortlisted"}
+
+
 @dataclass
 class BallotRef:
     """One kind's ballot box in one cycle (`models.ballot_box.budget_box_id`)."""
