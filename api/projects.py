@@ -1,11 +1,18 @@
-"""Budget projects (process.md §6, §6a; api.md "Budget-year cycles and projects"): citizens
-propose metropolitan projects in the cycle's call; the operations team screens them, the
-committee (the public-private budget council) reviews them, anyone objects to a vote candidate
-and the operations team answers; the proposer may withdraw. Anyone reads.
+"""Budget projects (process.md §5, §6, §6a; api.md "Budget-year cycles and projects").
 
-Every write is refused with 409 naming the phase when the cycle's `metro` type is not in the
-phase the write belongs to (read from the cycle's projection, `budget_cycles.phases`); what
-the project's own stage allows is the workflow's validators' to say (workflows/project.py).
+Metropolitan projects: citizens propose them in the cycle's call; the operations team screens
+them, the committee (the public-private budget council) reviews them, anyone objects to a vote
+candidate and the operations team answers; the proposer may withdraw.
+
+Deliberative projects: a caseworker enters an existing programme of their department, a member
+of the field's citizen council a new item; the field's council deliberates on its list
+(continue, resize, end); members of the Budget Square give opinions; the proposer may withdraw.
+
+Anyone reads. Every write is refused with 409 naming the phase when the cycle's type of the
+project (`metro` or `deliberative`) is not in the phase the write belongs to (read from the
+cycle's projection, `budget_cycles.phases`); who sits on a council or the Square is read from
+`budget_body_members`; what the project's own stage allows is the workflow's validators' to say
+(workflows/project.py).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints, field_validator
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,15 +37,20 @@ from api.errors import Problem, not_found
 from api.idempotency import IdempotencyKey, run_once
 from api.proposal_service import decide_case, pinned_rules, timeline, update_id
 from api.schemas import Body, Page, SeoulTime, ShortText, Text, Timeline
-from models.budget_tables import BudgetCycle
+from models.budget_bodies import SQUARE, council_body, is_member
+from models.budget_tables import BudgetCycle, ProjectOpinion
 from models.case import Role
 from models.ids import project_workflow_id
 from models.project import (
+    DELIBERATIVE,
+    METRO,
     SUPPORTED_KINDS,
     CouncilReview,
+    Deliberation,
     ObjectionAnswer,
     ObjectionFiled,
     ProjectStart,
+    ProjectStatus,
     ProjectWithdrawal,
     ReviewScores,
     Screening,
@@ -54,9 +67,19 @@ ProjectId = Annotated[str, PathParam(max_length=64, description="The project's i
 PositiveKRW = Annotated[int, Field(gt=0, le=10**15)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000)]
 ReviewScore = Annotated[int, Field(ge=0, le=100)]
-PROJECT_SECTIONS = ("metro", "review")
-#: The cycle type whose phases the metropolitan project's writes follow.
-METRO = "metro"
+#: The rulebook sections each kind of project needs.
+PROJECT_SECTIONS = {METRO: ("metro", "review"), DELIBERATIVE: ("deliberative",)}
+#: The deliberative phases in which a caseworker enters an existing programme, and in which a
+#: council member enters a new item (process.md §5: new ones are added in deliberation too).
+PROGRAMME_PHASES = ("forming", "shortlist")
+NEW_ITEM_PHASES = ("forming", "shortlist", "deliberation")
+#: The deliberative phases in which the Budget Square gives opinions.
+OPINION_PHASES = ("shortlist", "deliberation", "vote")
+#: The phases in which a proposer may withdraw, by kind.
+WITHDRAWAL_PHASES = {
+    METRO: ("call", "screening", "council_review", "objections"),
+    DELIBERATIVE: ("forming", "shortlist", "deliberation"),
+}
 
 
 # ---- bodies ----------------------------------------------------------------------------------
@@ -74,7 +97,11 @@ class ProjectCreate(Body):
     kind: Literal["deliberative", "metro", "governance"]
     cost_krw: PositiveKRW
     event: bool = False
-    districts: Annotated[list[ShortText], Field(min_length=1, max_length=len(DISTRICTS))]
+    #: At least one for a metropolitan project (checked with the kind); a deliberative project
+    #: needs none.
+    districts: Annotated[list[ShortText], Field(max_length=len(DISTRICTS))] = Field(
+        default_factory=list
+    )
     years: list[YearCostIn] | None = None
 
     @field_validator("districts")
@@ -116,6 +143,17 @@ class ObjectionAnswerRequest(Body):
     adjusted_cost_krw: PositiveKRW | None = None
 
 
+class DeliberationRequest(Body):
+    action: Literal["continue", "resize", "end"]
+    #: The new cost: with `resize` only.
+    cost_krw: PositiveKRW | None = None
+    note: Text
+
+
+class OpinionCreate(Body):
+    body: Text
+
+
 # ---- answers ---------------------------------------------------------------------------------
 
 
@@ -154,6 +192,17 @@ class ProjectOut(BaseModel):
     objections: list[ObjectionOut]
     vote: dict[str, Any] | None
     selected: bool | None
+    #: How many opinions the Budget Square gave (deliberative projects).
+    opinions: int
+
+
+class OpinionOut(BaseModel):
+    """A Budget Square opinion as anyone may read it: no author id."""
+
+    id: str
+    project_id: str
+    body: str
+    created_at: SeoulTime
 
 
 def _objections_out(row: BudgetProject, filed: Sequence[ProjectObjection]) -> list[ObjectionOut]:
@@ -175,7 +224,9 @@ def _objections_out(row: BudgetProject, filed: Sequence[ProjectObjection]) -> li
     return out
 
 
-def project_out(row: BudgetProject, filed: Sequence[ProjectObjection] = ()) -> ProjectOut:
+def project_out(
+    row: BudgetProject, filed: Sequence[ProjectObjection] = (), opinions: int = 0
+) -> ProjectOut:
     return ProjectOut(
         id=row.id,
         workflow_id=row.workflow_id,
@@ -199,6 +250,7 @@ def project_out(row: BudgetProject, filed: Sequence[ProjectObjection] = ()) -> P
         objections=_objections_out(row, filed),
         vote=row.vote,
         selected=row.selected,
+        opinions=opinions,
     )
 
 
@@ -213,6 +265,22 @@ async def _filed(session: AsyncSession, project_ids: list[str]) -> list[ProjectO
     return list((await session.exec(query)).all())
 
 
+async def _opinion_counts(session: AsyncSession, project_ids: list[str]) -> dict[str, int]:
+    if not project_ids:
+        return {}
+    query = (
+        select(ProjectOpinion.project_id, func.count())
+        .where(col(ProjectOpinion.project_id).in_(project_ids))
+        .group_by(col(ProjectOpinion.project_id))
+    )
+    return {project_id: count for project_id, count in (await session.exec(query)).all()}
+
+
+async def _project_out(session: AsyncSession, row: BudgetProject) -> ProjectOut:
+    counts = await _opinion_counts(session, [row.id])
+    return project_out(row, await _filed(session, [row.id]), counts.get(row.id, 0))
+
+
 async def load_project(session: AsyncSession, project_id: str) -> BudgetProject:
     row = await session.get(BudgetProject, project_id)
     if row is None:
@@ -222,8 +290,7 @@ async def load_project(session: AsyncSession, project_id: str) -> BudgetProject:
 
 async def reload_project(ctx: AppContext, project_id: str) -> ProjectOut:
     async with ctx.sessions() as session:
-        row = await load_project(session, project_id)
-        return project_out(row, await _filed(session, [row.id]))
+        return await _project_out(session, await load_project(session, project_id))
 
 
 async def _cycle(session: AsyncSession, year: int) -> BudgetCycle:
@@ -233,23 +300,41 @@ async def _cycle(session: AsyncSession, year: int) -> BudgetCycle:
     return row
 
 
-def require_phase(cycle: BudgetCycle, action: str, *phases: str) -> None:
-    """409 naming the phase unless the cycle's metro type is in one of `phases`."""
-    current = cycle.phases.get(METRO, {}).get("phase")
+def require_phase(cycle: BudgetCycle, action: str, *phases: str, kind: str = METRO) -> None:
+    """409 naming the phase unless the cycle's type `kind` is in one of `phases`."""
+    current = cycle.phases.get(kind, {}).get("phase")
     if current not in phases:
         wanted = " or ".join(phases)
         raise Problem(
             409,
-            f"{action} belongs to the metro {wanted} phase of the {cycle.year} cycle; "
-            f"the metro phase is now {current}",
+            f"{action} belongs to the {kind} {wanted} phase of the {cycle.year} cycle; "
+            f"the {kind} phase is now {current}",
+        )
+
+
+def require_metro(row: BudgetProject, action: str) -> None:
+    """409: screening, the council review and objections are the metropolitan type's."""
+    if row.kind != METRO:
+        raise Problem(
+            409,
+            f"{action} is for metropolitan projects (process.md §6a); this one is {row.kind}",
+        )
+
+
+def require_deliberative(row: BudgetProject, action: str) -> None:
+    if row.kind != DELIBERATIVE:
+        raise Problem(
+            409, f"{action} is for deliberative projects (process.md §5); this one is {row.kind}"
         )
 
 
 async def _project_in_phase(
     ctx: AppContext, project_id: str, action: str, *phases: str
 ) -> BudgetProject:
+    """A metropolitan project whose cycle's metro type is in one of `phases` (409 otherwise)."""
     async with ctx.sessions() as session:
         row = await load_project(session, project_id)
+        require_metro(row, action)
         require_phase(await _cycle(session, row.year), action, *phases)
     return row
 
@@ -257,17 +342,71 @@ async def _project_in_phase(
 # ---- submission --------------------------------------------------------------------------------
 
 
-async def _submit(
+async def _submit_metro(
     ctx: AppContext, principal: Principal, year: int, body: ProjectCreate
 ) -> ProjectOut:
     async with ctx.sessions() as session:
         cycle = await _cycle(session, year)
     require_phase(cycle, "submitting a metropolitan project", "call")
+    return await _start_project(ctx, principal, cycle, body)
+
+
+def _require_cycle_field(cycle: BudgetCycle, field: str) -> None:
+    """422 naming `field` unless it is one of the fields the cycle chose (its allocation)."""
+    known = [str(f["field"]) for f in cycle.fields]
+    if field in known:
+        return
+    listed = ", ".join(known) if known else "none yet (the allocation phase sets them)"
+    raise Problem(
+        422,
+        f"field: {field!r} is not one of the {cycle.year} cycle's deliberation fields: {listed}",
+        field="field",
+    )
+
+
+async def _submit_deliberative(
+    ctx: AppContext, principal: Principal, year: int, body: ProjectCreate
+) -> ProjectOut:
+    """A caseworker enters an existing programme of their department (forming, shortlist); a
+    member of the field's council a new item (forming, shortlist, deliberation: entered in
+    deliberation, it starts on the list)."""
+    async with ctx.sessions() as session:
+        cycle = await _cycle(session, year)
+        _require_cycle_field(cycle, body.field)
+        member = principal.role is Role.CITIZEN and await is_member(
+            session, year, council_body(body.field), principal.sub
+        )
+    if principal.role is Role.CASEWORKER:
+        require_phase(cycle, "entering an existing programme", *PROGRAMME_PHASES, kind=DELIBERATIVE)
+        return await _start_project(ctx, principal, cycle, body, department=principal.dept)
+    if not member:
+        raise Problem(
+            403,
+            f"a new deliberative item is entered by a member of the {body.field} citizen "
+            f"council of the {year} cycle; you are not one",
+        )
+    require_phase(cycle, "entering a new item", *NEW_ITEM_PHASES, kind=DELIBERATIVE)
+    shortlisted = cycle.phases[DELIBERATIVE]["phase"] == "deliberation"
+    return await _start_project(ctx, principal, cycle, body, shortlisted=shortlisted)
+
+
+async def _start_project(
+    ctx: AppContext,
+    principal: Principal,
+    cycle: BudgetCycle,
+    body: ProjectCreate,
+    *,
+    department: str | None = None,
+    shortlisted: bool = False,
+) -> ProjectOut:
+    """Write the project's row and start its workflow, together."""
+    year = cycle.year
+    sections = PROJECT_SECTIONS[body.kind]
     pinned = pinned_rules(
         ctx,
         cycle.rulebook,
-        sections=PROJECT_SECTIONS,
-        purpose="metropolitan-project (metro and review)",
+        sections=sections,
+        purpose=f"{body.kind}-project ({' and '.join(sections)})",
     )
     project_id = str(uuid.uuid4())
     years = [YearCost(y.year, y.cost_krw) for y in body.years or []]
@@ -289,6 +428,7 @@ async def _submit(
         rulebook=pinned.name,
         rulebook_hash=pinned.content_hash,
         created_at=await ctx.clock.now(),
+        status=(ProjectStatus.SHORTLISTED if shortlisted else ProjectStatus.SUBMITTED).value,
     )
     start = ProjectStart(
         project_id=project_id,
@@ -301,6 +441,8 @@ async def _submit(
         districts=list(body.districts),
         rules=pinned,
         years=years,
+        department=department,
+        shortlisted=shortlisted,
     )
     # The row and the workflow appear together: the workflow is started inside the
     # transaction, and its first projection waits for the commit.
@@ -313,7 +455,23 @@ async def _submit(
     return project_out(row)
 
 
-@router.post("/budget-cycles/{year}/projects", status_code=201, response_model=ProjectOut)
+@router.post(
+    "/budget-cycles/{year}/projects",
+    status_code=201,
+    response_model=ProjectOut,
+    description=(
+        "`kind: metro`: an eligible citizen proposes a metropolitan project in the metro `call` "
+        "phase; at least one district (`districts`, 422 otherwise).\n\n"
+        "`kind: deliberative` (process.md §5): a caseworker enters an existing programme of "
+        "their department (`dept`) while the deliberative phase is `forming` or `shortlist`; a "
+        "member of the field's citizen council enters a new item while it is `forming`, "
+        "`shortlist` or `deliberation` (entered in `deliberation`, the item starts on the "
+        "council's list: status `shortlisted`; otherwise `submitted`). Anyone else: 403 (a "
+        "citizen not on the field's council: 403 naming the field). `field` must be one of "
+        "the cycle's fields (422 naming `field`, listing them); no districts are needed and no "
+        "metropolitan cap applies. Outside the phases: 409 naming the phase."
+    ),
+)
 async def submit_project(
     year: Year,
     body: ProjectCreate,
@@ -321,21 +479,35 @@ async def submit_project(
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Propose a metropolitan project in the cycle's call (an eligible citizen)."""
+    """Propose a metropolitan project, or enter a deliberative one."""
     if body.kind not in SUPPORTED_KINDS:
         raise Problem(
             422,
             f"kind {body.kind!r} is not yet supported; supported: {', '.join(SUPPORTED_KINDS)}",
             field="kind",
         )
-    require_eligible(principal)
+    submit = _submit_metro
+    if body.kind == DELIBERATIVE:
+        if principal.role not in (Role.CASEWORKER, Role.CITIZEN):
+            raise Problem(
+                403,
+                "a deliberative project is entered by a caseworker (an existing programme) or "
+                "a member of the field's citizen council (a new item)",
+            )
+        submit = _submit_deliberative
+    else:
+        require_eligible(principal)
+        if not body.districts:
+            raise Problem(
+                422, "districts: a metropolitan project names its districts", field="districts"
+            )
     return await run_once(
         ctx,
         principal,
         idempotency_key,
         f"POST /v1/budget-cycles/{year}/projects",
         body,
-        lambda unit: _submit(unit, principal, year, body),
+        lambda unit: submit(unit, principal, year, body),
     )
 
 
@@ -369,19 +541,19 @@ async def list_projects(
     ).all()
     shown = list(rows[:limit])
     filed = await _filed(session, [r.id for r in shown])
+    counts = await _opinion_counts(session, [r.id for r in shown])
     by_project: dict[str, list[ProjectObjection]] = {}
     for objection in filed:
         by_project.setdefault(objection.project_id, []).append(objection)
     return Page[ProjectOut](
-        items=[project_out(r, by_project.get(r.id, [])) for r in shown],
+        items=[project_out(r, by_project.get(r.id, []), counts.get(r.id, 0)) for r in shown],
         next_cursor=str(int(cursor or 0) + limit) if len(rows) > limit else None,
     )
 
 
 @router.get("/projects/{project_id}", response_model=ProjectOut)
 async def get_project(project_id: ProjectId, session: Session) -> ProjectOut:
-    row = await load_project(session, project_id)
-    return project_out(row, await _filed(session, [row.id]))
+    return await _project_out(session, await load_project(session, project_id))
 
 
 @router.get("/projects/{project_id}/timeline", response_model=Timeline)
@@ -555,7 +727,12 @@ async def withdraw_project(
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> ProjectOut:
-    """The proposer withdraws, until the vote; a linked item is refused (409)."""
+    """The proposer withdraws, until the vote; a linked item is refused (409).
+
+    A metropolitan project in the metro call, screening, council review or objection phase,
+    while submitted, eligible or a candidate; a deliberative one (its caseworker or council
+    member) in the deliberative forming, shortlist or deliberation phase, while submitted or
+    shortlisted."""
     async with ctx.sessions() as session:
         row = await load_project(session, project_id)
         cycle = await _cycle(session, row.year)
@@ -567,11 +744,152 @@ async def withdraw_project(
             "a linked (forum-centred) item does not leave review when its proposer withdraws "
             "(process.md §6a)",
         )
-    require_phase(cycle, "a withdrawal", "call", "screening", "council_review", "objections")
+    require_phase(cycle, "a withdrawal", *WITHDRAWAL_PHASES[row.kind], kind=row.kind)
     return await _decide(
         ctx,
         project_id,
         ProjectWorkflow.withdraw,
         ProjectWithdrawal(actor=principal.actor()),
         update_id("withdraw_project", principal, idempotency_key),
+    )
+
+
+# ---- the deliberative type: the council's deliberation, the Square's opinions ------------------
+
+
+@router.post(
+    "/projects/{project_id}/deliberation",
+    response_model=ProjectOut,
+    description=(
+        "The field's citizen council decides on a project on its deliberation list (status "
+        "`shortlisted`) while the cycle's deliberative phase is `deliberation` (409 naming the "
+        "phase otherwise): `continue`, `resize` (with the new `cost_krw`, positive and "
+        "different from the current cost; 422 naming `cost_krw` otherwise) or `end` (the "
+        "project ends: status `ended`). `continue` and `end` carry no `cost_krw` (422). A "
+        "member of that field's council only (403); a metropolitan project: 409; a project "
+        "not on the list: 409. Recorded in the timeline with the old and the new cost; the "
+        "project's `cost_krw` is its current cost."
+    ),
+)
+async def deliberate_project(
+    project_id: ProjectId,
+    body: DeliberationRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> ProjectOut:
+    """The field's citizen council continues, resizes or ends a project on its list."""
+    async with ctx.sessions() as session:
+        row = await load_project(session, project_id)
+        require_deliberative(row, "deliberation")
+        if not await is_member(session, row.year, council_body(row.field), principal.sub):
+            raise Problem(
+                403,
+                f"deliberation is for members of the {row.field} citizen council of the "
+                f"{row.year} cycle",
+            )
+        require_phase(
+            await _cycle(session, row.year), "deliberation", "deliberation", kind=DELIBERATIVE
+        )
+    if body.action == "resize":
+        if body.cost_krw is None:
+            raise Problem(422, "cost_krw: a resize needs the new cost", field="cost_krw")
+        if body.cost_krw == row.cost_krw:
+            raise Problem(
+                422,
+                f"cost_krw: a resize must change the cost; it is {row.cost_krw:,} KRW now",
+                field="cost_krw",
+            )
+    elif body.cost_krw is not None:
+        raise Problem(
+            422, f"cost_krw: only a resize carries a cost, not {body.action}", field="cost_krw"
+        )
+    return await _decide(
+        ctx,
+        project_id,
+        ProjectWorkflow.deliberate,
+        Deliberation(
+            actor=principal.actor(), action=body.action, note=body.note, cost_krw=body.cost_krw
+        ),
+        update_id("deliberate_project", principal, idempotency_key),
+    )
+
+
+async def _opine(
+    ctx: AppContext, principal: Principal, project_id: str, body: OpinionCreate
+) -> OpinionOut:
+    now: datetime = await ctx.clock.now()
+    async with ctx.sessions() as session, session.begin():
+        row = await load_project(session, project_id)
+        require_deliberative(row, "an opinion of the Budget Square")
+        if not await is_member(session, row.year, SQUARE, principal.sub):
+            raise Problem(
+                403, f"opinions are given by members of the {row.year} cycle's Budget Square"
+            )
+        cycle = await _cycle(session, row.year)
+        require_phase(cycle, "an opinion", *OPINION_PHASES, kind=DELIBERATIVE)
+        opinion = ProjectOpinion(
+            id=str(uuid.uuid4()),
+            project_id=project_id,
+            author_id=principal.sub,
+            body=body.body,
+            created_at=now,
+        )
+        session.add(opinion)
+    return OpinionOut(id=opinion.id, project_id=project_id, body=opinion.body, created_at=now)
+
+
+@router.post(
+    "/projects/{project_id}/opinions",
+    status_code=201,
+    response_model=OpinionOut,
+    description=(
+        "A member of the project's cycle's Budget Square gives an opinion on a deliberative "
+        "project (403 for anyone else), while the cycle's deliberative phase is `shortlist`, "
+        "`deliberation` or `vote` (409 naming the phase otherwise). A project of another "
+        "kind: 409. The opinion is public; its author is not shown."
+    ),
+)
+async def give_opinion(
+    project_id: ProjectId,
+    body: OpinionCreate,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """A Budget Square member's opinion on a deliberative project."""
+    return await run_once(
+        ctx,
+        principal,
+        idempotency_key,
+        f"POST /v1/projects/{project_id}/opinions",
+        body,
+        lambda unit: _opine(unit, principal, project_id, body),
+    )
+
+
+@router.get("/projects/{project_id}/opinions", response_model=Page[OpinionOut])
+async def list_opinions(
+    project_id: ProjectId,
+    session: Session,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,9}$")] = None,
+) -> Page[OpinionOut]:
+    """The Budget Square's opinions on a project, oldest first; anyone reads, no author ids."""
+    row = await load_project(session, project_id)
+    rows = (
+        await session.exec(
+            select(ProjectOpinion)
+            .where(col(ProjectOpinion.project_id) == row.id)
+            .order_by(col(ProjectOpinion.created_at), col(ProjectOpinion.id))
+            .offset(int(cursor or 0))
+            .limit(limit + 1)
+        )
+    ).all()
+    return Page[OpinionOut](
+        items=[
+            OpinionOut(id=o.id, project_id=o.project_id, body=o.body, created_at=o.created_at)
+            for o in rows[:limit]
+        ],
+        next_cursor=str(int(cursor or 0) + limit) if len(rows) > limit else None,
     )

@@ -1,9 +1,14 @@
-"""Payloads of a budget project (process.md §6, §6a): its start, the decisions on it, its state.
+"""Payloads of a budget project (process.md §5, §6, §6a): its start, the decisions on it, its state.
 
 A metropolitan project (광역제안형) is proposed in the cycle's call, screened for eligibility,
 reviewed by the public-private budget council, objected to while it is a vote candidate, and
 finally selected or dropped by the vote (a `vote_result` signal from the cycle). The proposer
 may withdraw it until the vote; a linked (forum-centred) item may not be withdrawn (§6a).
+
+A deliberative project (숙의형, §5) is an existing programme a department's caseworker enters,
+or a new item a member of the field's citizen council enters. The cycle's shortlist
+(`shortlist_result` signal) puts it on the field's deliberation list or not; the council then
+continues, resizes or ends it (`deliberate` Update), and the vote selects or drops it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from enum import StrEnum
 from models.case import Actor, TimelineEntry
 from models.rules import PinnedRules
 
-#: The only kind a project workflow runs for now (api.md: `deliberative`, `governance` later).
-SUPPORTED_KINDS = ("metro",)
+METRO = "metro"
+DELIBERATIVE = "deliberative"
+#: The kinds a project workflow runs for now (api.md: `governance` later).
+SUPPORTED_KINDS = (METRO, DELIBERATIVE)
 #: Each review score is 0..100.
 SCORE_MAX = 100
 SCORE_NAMES = ("necessity", "feasibility", "impact", "inclusiveness")
@@ -32,6 +39,13 @@ class ProjectStatus(StrEnum):
     #: On the ballot: the cycle's vote opens with the projects in this status.
     CANDIDATE = "candidate"
     NOT_ADVANCED = "not_advanced"
+    #: Deliberative: on the field's deliberation list; the vote opens with these
+    #: (`models.budget.BALLOT_STATUS`).
+    SHORTLISTED = "shortlisted"
+    #: Deliberative: left off the field's shortlist.
+    NOT_SHORTLISTED = "not_shortlisted"
+    #: Deliberative: the council ended it in deliberation.
+    ENDED = "ended"
     SELECTED = "selected"
     DROPPED = "dropped"
     WITHDRAWN = "withdrawn"
@@ -46,10 +60,17 @@ FINAL = frozenset(
         ProjectStatus.SELECTED,
         ProjectStatus.DROPPED,
         ProjectStatus.WITHDRAWN,
+        ProjectStatus.NOT_SHORTLISTED,
+        ProjectStatus.ENDED,
     }
 )
-#: The proposer may withdraw until the vote (§6: "the project leaves review").
-WITHDRAWABLE = frozenset({ProjectStatus.SUBMITTED, ProjectStatus.ELIGIBLE, ProjectStatus.CANDIDATE})
+#: The proposer may withdraw until the vote (§6: "the project leaves review"), by kind.
+WITHDRAWABLE = {
+    METRO: frozenset({ProjectStatus.SUBMITTED, ProjectStatus.ELIGIBLE, ProjectStatus.CANDIDATE}),
+    DELIBERATIVE: frozenset({ProjectStatus.SUBMITTED, ProjectStatus.SHORTLISTED}),
+}
+#: What the field's citizen council may do with a project on its deliberation list (§5).
+DELIBERATION_ACTIONS = ("continue", "resize", "end")
 
 
 @dataclass
@@ -73,6 +94,11 @@ class ProjectStart:
     #: A linked, forum-centred item (§6a): the proposer's withdrawal does not stop it.
     linked: bool = False
     years: list[YearCost] = dataclasses.field(default_factory=list)
+    #: Deliberative: the department of the existing programme its caseworker entered; None
+    #: for a new item a council member entered.
+    department: str | None = None
+    #: Deliberative: a new item the council adds during deliberation starts on its list.
+    shortlisted: bool = False
 
 
 @dataclass
@@ -136,6 +162,35 @@ class ProjectWithdrawal:
 
 
 @dataclass
+class ShortlistResult:
+    """Signal from the cycle at the end of its shortlist phase, to each deliberative project
+    of the year still submitted: on the field's deliberation list or not."""
+
+    shortlisted: bool
+    note: str
+
+
+@dataclass
+class Deliberation:
+    """The field's citizen council continues, resizes (`cost_krw`, the new cost) or ends a
+    project on its deliberation list; the API has checked that `actor` sits on the council."""
+
+    actor: Actor
+    action: str
+    note: str
+    cost_krw: int | None = None
+
+
+@dataclass
+class DeliberationRecord:
+    action: str
+    old_cost_krw: int
+    new_cost_krw: int
+    note: str
+    decided_at: datetime
+
+
+@dataclass
 class ProjectVoteResult:
     """Signal from the cycle once its vote is counted: selected or dropped, with the rank."""
 
@@ -186,6 +241,11 @@ class ProjectState:
     review: ReviewRecord | None = None
     objections: list[ObjectionRecord] = dataclasses.field(default_factory=list)
     vote: ProjectVoteResult | None = None
+    #: Deliberative: the programme's department (None for a council's new item), the
+    #: shortlist's result, and the council's deliberation decisions in order.
+    department: str | None = None
+    shortlist: ShortlistResult | None = None
+    deliberations: list[DeliberationRecord] = dataclasses.field(default_factory=list)
 
     def objection(self, objection_id: str) -> ObjectionRecord | None:
         return next((o for o in self.objections if o.objection_id == objection_id), None)

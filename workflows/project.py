@@ -1,9 +1,25 @@
-"""A metropolitan budget project (광역제안형, process.md §6, §6a): `project-{id}`, one workflow.
+"""A budget project (process.md §5, §6, §6a): `project-{id}`, one workflow per project.
+
+A metropolitan project (광역제안형, kind `metro`):
 
     submitted -> (screening, admin)       eligible | ineligible | transferred (to a district)
     eligible  -> (council review, committee) candidate | not_advanced
     candidate -> (the vote, a `vote_result` signal from the cycle) selected | dropped
     submitted | eligible | candidate -> withdrawn (the proposer; never a linked item)
+
+A deliberative project (숙의형, kind `deliberative`): an existing programme (a caseworker) or a
+new item (a member of the field's citizen council; entered during deliberation, it starts on
+the list):
+
+    submitted   -> (a `shortlist_result` signal from the cycle)  shortlisted | not_shortlisted
+    shortlisted -> (`deliberate`, the council: continue | resize)  shortlisted, at the new cost
+    shortlisted -> (`deliberate`, the council: end)                ended
+    shortlisted -> (the vote, `vote_result`)                       selected | dropped
+    submitted | shortlisted -> withdrawn (the proposer)
+
+Screening, the council review and objections are the metropolitan type's: a deliberative
+project refuses them (409). Every branch of the deliberative type is gated by its kind or is a
+handler of its own, so a metropolitan project's commands are the same as before.
 
 Decisions are Updates whose validators refuse what the state does not allow (409), a wrong
 actor (403) or input that breaks a rule (422), with nothing written. Screening checks the rules
@@ -16,9 +32,10 @@ must benefit. An answer to an objection may adjust the cost, which must stay bel
 between necessity, feasibility and impact, so the total is again 0..100
 (`models.project.weighted_total`). The total is recorded; the council's `advance` decides.
 
-Which phase of the cycle a write belongs to (call, screening, council_review, objections) is
-checked by the API against the cycle's projection (`budget_cycles.phases`): the cycle workflow
-owns the phases, this one owns the project's stage.
+Which phase of the cycle a write belongs to (call, screening, council_review, objections;
+forming, shortlist, deliberation) and who sits on a council are checked by the API against
+Postgres (`budget_cycles.phases`, `budget_body_members`): the cycle workflow owns the phases,
+this one owns the project's stage.
 
 Follow-up: the project is started by the API as a standalone workflow with its `year` in the
 start. Making it a child of the cycle (`budget-cycle-{year}`), which would then send
@@ -43,13 +60,19 @@ from workflows.common import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.projects import ProjectRecords
+    from models.budget import BALLOT_STATUS
     from models.case import ErrorType, Role, TimelineEntry
     from models.project import (
+        DELIBERATION_ACTIONS,
+        DELIBERATIVE,
         FINAL,
+        METRO,
         SCORE_MAX,
         SCORE_NAMES,
         WITHDRAWABLE,
         CouncilReview,
+        Deliberation,
+        DeliberationRecord,
         Eligibility,
         ObjectionAnswer,
         ObjectionFiled,
@@ -62,6 +85,7 @@ with workflow.unsafe.imports_passed_through():
         ProjectWithdrawal,
         ReviewRecord,
         Screening,
+        ShortlistResult,
         weighted_total,
     )
     from models.rules import MetroRules, ReviewRules
@@ -85,7 +109,10 @@ class ProjectWorkflow(CaseRecorder):
             cost_krw=start.cost_krw,
             event=start.event,
             districts=list(start.districts),
+            department=start.department,
         )
+        if start.kind == DELIBERATIVE and start.shortlisted:
+            self._state.status = ProjectStatus.SHORTLISTED
         self._timeline: list[TimelineEntry] = []
         self._recording = 0
 
@@ -95,17 +122,37 @@ class ProjectWorkflow(CaseRecorder):
 
     @workflow.run
     async def run(self, start: ProjectStart) -> ProjectState:
-        await self._record(
-            "submitted",
-            Role.CITIZEN,
-            f"{start.kind} project for the {start.year} cycle, field {start.field}, "
-            f"{_krw(start.cost_krw)}{' (programme/event)' if start.event else ''}, "
-            f"{len(start.districts)} district(s); rulebook {start.rules.name} "
-            f"({start.rules.content_hash})",
-        )
+        if start.kind == DELIBERATIVE:
+            await self._record_deliberative_submission(start)
+        else:
+            await self._record(
+                "submitted",
+                Role.CITIZEN,
+                f"{start.kind} project for the {start.year} cycle, field {start.field}, "
+                f"{_krw(start.cost_krw)}{' (programme/event)' if start.event else ''}, "
+                f"{len(start.districts)} district(s); rulebook {start.rules.name} "
+                f"({start.rules.content_hash})",
+            )
         await workflow.wait_condition(lambda: self._state.status in FINAL)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
+
+    async def _record_deliberative_submission(self, start: ProjectStart) -> None:
+        if start.department is not None:
+            role = Role.CASEWORKER
+            what = f"an existing programme of the department {start.department}"
+        else:
+            role = Role.CITIZEN
+            what = f"a new item of the {start.field} citizen council"
+            if start.shortlisted:
+                what += ", added during deliberation: on the deliberation list"
+        await self._record(
+            "submitted",
+            role,
+            f"deliberative project for the {start.year} cycle, field {start.field}, "
+            f"{_krw(start.cost_krw)}; {what}; rulebook {start.rules.name} "
+            f"({start.rules.content_hash})",
+        )
 
     # ---- rules ---------------------------------------------------------------------------------
 
@@ -140,6 +187,18 @@ class ProjectWorkflow(CaseRecorder):
                 f"{self._state.status.value}",
             )
 
+    def _require_metro(self, action: str) -> None:
+        """Screening, the council review and objections are the metropolitan type's (§6a)."""
+        if self._state.kind != METRO:
+            raise reject(
+                ErrorType.CONFLICT,
+                f"{action} is for metropolitan projects; this one is {self._state.kind}",
+            )
+
+    def _on_ballot(self) -> ProjectStatus:
+        """The status that puts a project of this kind on the cycle's ballot."""
+        return ProjectStatus(BALLOT_STATUS[self._state.kind])
+
     @staticmethod
     def _require_role(actor_role: str, role: Role, action: str) -> None:
         if actor_role != role.value:
@@ -171,6 +230,7 @@ class ProjectWorkflow(CaseRecorder):
     @screen.validator
     def _validate_screen(self, command: Screening) -> None:
         require_writable(command)
+        self._require_metro("eligibility screening")
         self._require_role(command.actor_role, Role.ADMIN, "eligibility screening")
         require_idle(self._recording)
         self._require_status(ProjectStatus.SUBMITTED, action="eligibility screening")
@@ -226,6 +286,7 @@ class ProjectWorkflow(CaseRecorder):
     @review.validator
     def _validate_review(self, command: CouncilReview) -> None:
         require_writable(command)
+        self._require_metro("the council review")
         self._require_role(command.actor_role, Role.COMMITTEE, "the council review")
         require_idle(self._recording)
         self._require_status(ProjectStatus.ELIGIBLE, action="the council review")
@@ -239,6 +300,8 @@ class ProjectWorkflow(CaseRecorder):
     @workflow.signal
     async def objection_filed(self, filed: ObjectionFiled) -> None:
         """An objection row was written by the API (only while the project is a candidate)."""
+        if self._state.kind != METRO:
+            return  # the API files none for another kind
         if self._state.objection(filed.objection_id) is not None:
             return  # signals may come twice
         self._state.objections.append(ObjectionRecord(filed.objection_id, filed.at))
@@ -268,6 +331,7 @@ class ProjectWorkflow(CaseRecorder):
     @answer_objection.validator
     def _validate_answer_objection(self, command: ObjectionAnswer) -> None:
         require_writable(command)
+        self._require_metro("answering an objection")
         self._require_role(command.actor_role, Role.ADMIN, "answering an objection")
         require_idle(self._recording)
         self._require_status(ProjectStatus.CANDIDATE, action="answering an objection")
@@ -289,7 +353,9 @@ class ProjectWorkflow(CaseRecorder):
     @workflow.update
     async def withdraw(self, command: ProjectWithdrawal) -> ProjectState:
         self._state.status = ProjectStatus.WITHDRAWN
-        await self._record("withdrawn", Role.CITIZEN, "withdrawn by the proposer: it leaves review")
+        # a deliberative project's proposer may be a caseworker
+        role = command.actor.role if self._state.kind == DELIBERATIVE else Role.CITIZEN
+        await self._record("withdrawn", role, "withdrawn by the proposer: it leaves review")
         return self._state
 
     @withdraw.validator
@@ -304,12 +370,12 @@ class ProjectWorkflow(CaseRecorder):
                 "withdraws (process.md §6a)",
             )
         require_idle(self._recording)
-        self._require_status(*sorted(WITHDRAWABLE), action="withdrawal")
+        self._require_status(*sorted(WITHDRAWABLE[self._state.kind]), action="withdrawal")
 
     @workflow.signal
     async def vote_result(self, result: ProjectVoteResult) -> None:
         """Sent by the cycle once its vote is counted."""
-        if self._state.status is not ProjectStatus.CANDIDATE:
+        if self._state.status is not self._on_ballot():
             await self._record(
                 "vote_result_ignored",
                 Role.SYSTEM,
@@ -324,6 +390,86 @@ class ProjectWorkflow(CaseRecorder):
             f"{self._state.status.value}: rank {result.rank}, score {result.score}"
             + (f"; {result.note}" if result.note else ""),
         )
+
+    # ---- the deliberative type: the shortlist and the council's deliberation --------------------
+
+    @workflow.signal
+    async def shortlist_result(self, result: ShortlistResult) -> None:
+        """Sent by the cycle at the end of its shortlist phase to each deliberative project of
+        the year still submitted. Any other project, or one already decided (a repeated
+        signal), changes nothing."""
+        if self._state.kind != DELIBERATIVE or self._state.status is not ProjectStatus.SUBMITTED:
+            workflow.logger.info(
+                "shortlist result ignored: a %s project that is %s",
+                self._state.kind,
+                self._state.status.value,
+            )
+            return
+        self._state.shortlist = result
+        if result.shortlisted:
+            self._state.status = ProjectStatus.SHORTLISTED
+            verdict = "on the deliberation list of the field"
+        else:
+            self._state.status = ProjectStatus.NOT_SHORTLISTED
+            verdict = "not shortlisted"
+        await self._record(
+            "shortlist_result", Role.SYSTEM, verdict + (f": {result.note}" if result.note else "")
+        )
+
+    @workflow.update
+    async def deliberate(self, command: Deliberation) -> ProjectState:
+        old = self._state.cost_krw
+        new = old if command.cost_krw is None else command.cost_krw  # only a resize has one
+        self._state.deliberations.append(
+            DeliberationRecord(
+                action=command.action,
+                old_cost_krw=old,
+                new_cost_krw=new,
+                note=command.note,
+                decided_at=workflow.now(),
+            )
+        )
+        self._state.cost_krw = new
+        if command.action == "end":
+            self._state.status = ProjectStatus.ENDED
+            verdict = f"ended by the council at {_krw(old)}"
+        elif command.action == "resize":
+            verdict = f"resized from {_krw(old)} to {_krw(new)}"
+        else:
+            verdict = f"continued at {_krw(old)}"
+        note = verdict + (f": {command.note}" if command.note else "")
+        await self._record("deliberated", command.actor.role, note)
+        return self._state
+
+    @deliberate.validator
+    def _validate_deliberate(self, command: Deliberation) -> None:
+        require_writable(command)
+        if self._state.kind != DELIBERATIVE:
+            raise reject(
+                ErrorType.CONFLICT,
+                f"deliberation is for deliberative projects; this one is {self._state.kind}",
+            )
+        if command.action not in DELIBERATION_ACTIONS:
+            raise reject(
+                ErrorType.INVALID,
+                f"action must be one of {', '.join(DELIBERATION_ACTIONS)}",
+            )
+        require_idle(self._recording)
+        self._require_status(ProjectStatus.SHORTLISTED, action="deliberation")
+        if command.action != "resize":
+            if command.cost_krw is not None:
+                raise reject(
+                    ErrorType.INVALID,
+                    f"cost_krw: only a resize carries a cost, not {command.action}",
+                )
+            return
+        if command.cost_krw is None or command.cost_krw <= 0:
+            raise reject(ErrorType.INVALID, "cost_krw: a resize needs the new, positive cost")
+        if command.cost_krw == self._state.cost_krw:
+            raise reject(
+                ErrorType.INVALID,
+                f"cost_krw: a resize must change the cost; it is {_krw(command.cost_krw)} now",
+            )
 
     # ---- recording -----------------------------------------------------------------------------
 
