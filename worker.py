@@ -44,6 +44,7 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
         ProjectRecords(sessions).project_budget_project,
         budget.open_budget_ballot,
         budget.close_budget_ballot,
+        budget.submitted_projects,
     ]
 
 

@@ -6,6 +6,7 @@ counted at the end of the vote."""
 from __future__ import annotations
 
 from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities import heartbeating
@@ -18,6 +19,7 @@ from models.budget import (
     BudgetCycleProjection,
     cycle_columns,
 )
+from models.budget_bodies import add_members
 from models.budget_tables import BudgetCycle
 from models.ids import budget_cycle_workflow_id
 
@@ -26,12 +28,32 @@ class BudgetRecords(CaseRecords):
     @activity.defn(name="project_budget_cycle")
     async def project_budget_cycle(self, projection: BudgetCycleProjection) -> None:
         state = projection.state
+        members = projection.members
+
+        async def write_members(session: AsyncSession) -> None:
+            if members is not None:
+                await add_members(session, members.year, members.body, members.members)
+
         await self._project(
             BudgetCycle,
             budget_cycle_workflow_id(state.year),
             projection.entry,
             cycle_columns(state),
+            write_members,
         )
+
+    @activity.defn(name="submitted_projects")
+    async def submitted_projects(self, ref: BallotRef) -> list[str]:
+        """The ids of the kind's projects of the year still `submitted` (sorted)."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT id FROM budget_projects WHERE year = :year AND kind = :kind "
+                    "AND status = 'submitted' ORDER BY id"
+                ),
+                {"year": ref.year, "kind": ref.kind},
+            )
+            return [r.id for r in rows]
 
     @activity.defn(name="open_budget_ballot")
     async def open_budget_ballot(self, ref: BallotRef) -> list[BallotCandidate]:

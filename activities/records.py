@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -75,10 +76,17 @@ class CaseRecords:
         self._sessions = sessions
 
     async def _project(
-        self, table: type[SQLModel], case_id: str, entry: TimelineEntry, values: dict[str, Any]
+        self,
+        table: type[SQLModel],
+        case_id: str,
+        entry: TimelineEntry,
+        values: dict[str, Any],
+        also: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> None:
+        """Write the entry and the row's columns in one transaction, with `also` (rows the
+        entry brings, written idempotently) in the same one."""
         try:
-            await self._write(table, case_id, entry, values)
+            await self._write(table, case_id, entry, values, also)
         except Exception as exc:
             attempt = activity.info().attempt
             if attempt >= ALERT_FROM_ATTEMPT and (attempt - ALERT_FROM_ATTEMPT) % ALERT_EVERY == 0:
@@ -113,9 +121,16 @@ class CaseRecords:
             log.error("projection stuck: the outbox row could not be written: %s", outbox_exc)
 
     async def _write(
-        self, table: type[SQLModel], case_id: str, entry: TimelineEntry, values: dict[str, Any]
+        self,
+        table: type[SQLModel],
+        case_id: str,
+        entry: TimelineEntry,
+        values: dict[str, Any],
+        also: Callable[[AsyncSession], Awaitable[None]] | None,
     ) -> None:
         async with self._sessions() as session, session.begin():
+            if also is not None:
+                await also(session)
             await session.execute(
                 insert(TimelineRow)
                 .values(

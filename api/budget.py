@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
@@ -30,16 +31,27 @@ from models.budget import (
     BudgetCycleState,
     BudgetVote,
     CyclePhase,
+    FieldAllocation,
+    FormBody,
+    LinkedForum,
     PhaseOverride,
     PhaseSlot,
+    RecordDecision,
+    SetFields,
+    SetShortlist,
+    ShortlistEntry,
     cycle_columns,
     select_vote,
 )
+from models.budget_bodies import SQUARE, council_body, is_member
 from models.budget_tables import BudgetCycle
 from models.calendar import phase_at, phase_ends_at, phase_schedule
 from models.case import Role
+from models.deliberation_tables import Forum
 from models.ids import budget_cycle_workflow_id
+from models.project_tables import BudgetProject
 from models.rules import PinnedRules
+from models.tables import SortitionDraw
 from workflows.budget import BudgetCycleWorkflow
 
 router = APIRouter(prefix="/v1/budget-cycles", tags=["budget cycles"])
@@ -80,10 +92,53 @@ class BudgetCycleOut(BaseModel):
     linked_forums: list[dict[str, Any]]
     carried_over: list[dict[str, Any]]
     totals: dict[str, int]
+    #: Each body formed: `council:<field>` and `square` -> {draw_id, active, drawn, formed_at}.
+    bodies: dict[str, Any]
+    #: The councils' shortlists, the general assembly's approval and the city council's decision.
+    decisions: dict[str, Any]
     created_at: SeoulTime
 
 
-def cycle_out(row: BudgetCycle) -> BudgetCycleOut:
+#: Project statuses on a field's deliberation list (the shortlist, as deliberation changed it).
+LISTED = ("shortlisted", "selected", "dropped")
+
+
+async def cycle_view(session: AsyncSession, row: BudgetCycle) -> BudgetCycleOut:
+    """The cycle's projection, with each field's sums read from its projects' projections:
+    the shortlist (the council's list, then the deliberation list as resized, added to and
+    ended) and what the vote selected."""
+    projects = (
+        await session.exec(select(BudgetProject).where(col(BudgetProject.year) == row.year))
+    ).all()
+    shortlisted = {pid for ids in row.decisions.get("shortlists", {}).values() for pid in ids}
+    listed: dict[str, int] = {}
+    selected: dict[str, int] = {}
+    selected_by_kind: dict[str, int] = {}
+    for project in projects:
+        pid, kind, field_name = project.id, project.kind, project.field
+        status, cost = project.status, project.cost_krw
+        if status == "selected":
+            selected_by_kind[kind] = selected_by_kind.get(kind, 0) + cost
+        if kind != "deliberative":
+            continue
+        if status in LISTED or (pid in shortlisted and status == "submitted"):
+            listed[field_name] = listed.get(field_name, 0) + cost
+        if status == "selected":
+            selected[field_name] = selected.get(field_name, 0) + cost
+    fields = [
+        {
+            "field": f["field"],
+            "allocation_krw": f["allocation_krw"],
+            "shortlist_krw": listed.get(f["field"], 0),
+            "selected_krw": selected.get(f["field"], 0),
+        }
+        for f in row.fields
+    ]
+    totals = {
+        "allocation_krw": sum(f["allocation_krw"] for f in fields),
+        "shortlist_krw": sum(f["shortlist_krw"] for f in fields),
+        **{f"{kind}_selected_krw": amount for kind, amount in sorted(selected_by_kind.items())},
+    }
     return BudgetCycleOut(
         year=row.year,
         workflow_id=row.workflow_id,
@@ -92,10 +147,12 @@ def cycle_out(row: BudgetCycle) -> BudgetCycleOut:
         drop_ratio=row.drop_ratio,
         status=row.status,
         phases={kind: PhaseOut.model_validate(value) for kind, value in row.phases.items()},
-        fields=[],
-        linked_forums=[],
-        carried_over=[],
-        totals={},
+        fields=fields,
+        linked_forums=[f for f in row.linked_forums if "carried_over_to" not in f],
+        carried_over=[f for f in row.linked_forums if "carried_over_to" in f],
+        totals=totals,
+        bodies=row.bodies,
+        decisions=row.decisions,
         created_at=row.created_at,
     )
 
@@ -118,6 +175,32 @@ def _initial_state(start: BudgetCycleStart, now: datetime) -> BudgetCycleState:
         state.schedules[kind] = [PhaseSlot.of(p) for p in schedule]
         state.phases[kind] = CyclePhase(phase_at(schedule, now), phase_ends_at(schedule, now))
     return state
+
+
+async def _handed_forums(
+    session: AsyncSession, year: int
+) -> tuple[list[LinkedForum], list[LinkedForum]]:
+    """The linked forums handed to `year` before its cycle existed (they join it), and those
+    handed to `year + 1` because they closed after `year`'s window (carried over): the
+    forums' projections say so (the forum workflow decides, `_hand_off_to_budget_year`). A
+    forum handed over while the cycle runs tells the cycle itself."""
+    rows = (
+        await session.exec(
+            select(Forum)
+            .where(col(Forum.budget_year).in_([year, year + 1]))
+            .order_by(col(Forum.closes_at), col(Forum.id))
+        )
+    ).all()
+    joined, carried = [], []
+    for forum in rows:
+        if forum.closes_at is None:
+            continue
+        if forum.budget_year == year:
+            origin = year - 1 if forum.carried_over else None
+            joined.append(LinkedForum(forum.id, forum.closes_at, carried_over_from=origin))
+        elif forum.carried_over:
+            carried.append(LinkedForum(forum.id, forum.closes_at, carried_over_from=year))
+    return joined, carried
 
 
 def _duplicate(year: int) -> Problem:
@@ -144,7 +227,15 @@ async def _start_cycle(ctx: AppContext, principal: Principal, body: BudgetCycleC
             field="drop_ratio",
         )
     workflow_id = budget_cycle_workflow_id(body.year)
-    start = BudgetCycleStart(year=body.year, rules=pinned, drop_ratio=ratio)
+    async with ctx.sessions() as session:
+        joined, carried = await _handed_forums(session, body.year)
+    start = BudgetCycleStart(
+        year=body.year,
+        rules=pinned,
+        drop_ratio=ratio,
+        linked_forums=joined,
+        carried_over=carried,
+    )
     now = await ctx.clock.now()
     row = BudgetCycle(
         id=workflow_id,
@@ -174,7 +265,7 @@ async def _start_cycle(ctx: AppContext, principal: Principal, body: BudgetCycleC
     except (IntegrityError, WorkflowAlreadyStartedError) as exc:
         raise _duplicate(body.year) from exc
     async with ctx.sessions() as session:
-        return cycle_out(await load_cycle(session, body.year))
+        return await cycle_view(session, await load_cycle(session, body.year))
 
 
 @router.post("", status_code=201, response_model=BudgetCycleOut)
@@ -198,7 +289,7 @@ async def create_cycle(
 
 @router.get("/{year}", response_model=BudgetCycleOut)
 async def get_cycle(year: Year, session: Session) -> BudgetCycleOut:
-    return cycle_out(await load_cycle(session, year))
+    return await cycle_view(session, await load_cycle(session, year))
 
 
 @router.get("/{year}/timeline", response_model=Timeline)
@@ -217,26 +308,15 @@ async def override_phase(
 ) -> BudgetCycleOut:
     """Move the end of one type's phase (and the next phase's start): audited, with a reason."""
     require_role(principal, Role.ADMIN)
-
-    async def reload_cycle() -> BudgetCycleOut:
-        async with ctx.sessions() as session:
-            return cycle_out(await load_cycle(session, year))
-
-    await reload_cycle()
-    return await decide_case(
-        ctx,
-        budget_cycle_workflow_id(year),
-        BudgetCycleWorkflow.override_phase,
-        PhaseOverride(
-            actor_role=principal.role.value,
-            type=body.type,
-            phase=body.phase,
-            new_end=body.new_end,
-            reason=body.reason,
-        ),
-        request_id=update_id("override_phase", principal, idempotency_key),
-        reload_case=reload_cycle,
-        what="budget cycle",
+    command = PhaseOverride(
+        actor_role=principal.role.value,
+        type=body.type,
+        phase=body.phase,
+        new_end=body.new_end,
+        reason=body.reason,
+    )
+    return await _decide_cycle(
+        ctx, principal, idempotency_key, year, BudgetCycleWorkflow.override_phase, command
     )
 
 
@@ -448,3 +528,371 @@ async def budget_results_pabulib(
         subunit=field,
     )
     return PlainTextResponse(document, media_type="text/plain")
+
+
+# ---- the deliberative type: fields, bodies, shortlists (process.md §5) --------------------------
+
+FieldName = Annotated[str, PathParam(min_length=1, max_length=200, description="A field.")]
+KrwAmount = Annotated[int, Field(gt=0, le=10**15)]
+
+
+class FieldAllocationIn(Body):
+    field: ShortText
+    allocation_krw: KrwAmount
+
+
+class FieldsRequest(Body):
+    fields: Annotated[list[FieldAllocationIn], Field(min_length=1, max_length=100)]
+
+
+class CouncilRequest(Body):
+    field: ShortText
+    active_member_ids: Annotated[list[ShortText], Field(min_length=1, max_length=10_000)]
+    draw_id: ShortText
+
+
+class SquareRequest(Body):
+    draw_id: ShortText
+
+
+class BodyOut(BaseModel):
+    year: int
+    body: str
+    field: str | None
+    draw_id: str
+    active: int
+    drawn: int
+    formed_at: SeoulTime
+
+
+class ShortlistRequest(Body):
+    project_ids: Annotated[list[ShortText], Field(min_length=1, max_length=1_000)]
+
+
+class AssemblyRequest(Body):
+    approved_project_ids: Annotated[list[ShortText], Field(max_length=10_000)]
+    minutes: Text
+
+
+class CouncilDecisionRequest(Body):
+    adopted_project_ids: Annotated[list[ShortText], Field(max_length=10_000)]
+    resolution_ref: ShortText
+
+
+async def _decide_cycle(
+    ctx: AppContext,
+    principal: Principal,
+    idempotency_key: str | None,
+    year: int,
+    update: Any,
+    command: Any,
+) -> BudgetCycleOut:
+    """Run one of the cycle's Updates (the workflow checks the phase and the rules, refusing
+    with nothing written) and answer with the cycle's projection once it has landed."""
+
+    async def reload_cycle() -> BudgetCycleOut:
+        async with ctx.sessions() as session:
+            return await cycle_view(session, await load_cycle(session, year))
+
+    await reload_cycle()
+    return await decide_case(
+        ctx,
+        budget_cycle_workflow_id(year),
+        update,
+        command,
+        request_id=update_id(update.__name__, principal, idempotency_key),
+        reload_case=reload_cycle,
+        what="budget cycle",
+    )
+
+
+@router.put(
+    "/{year}/fields",
+    response_model=BudgetCycleOut,
+    description=(
+        "The deliberative type's fields and the budget allocated to each, in its `allocation` "
+        "phase only (409 naming the phase otherwise); a second call replaces the first."
+    ),
+)
+async def set_fields(
+    year: Year,
+    body: FieldsRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> BudgetCycleOut:
+    require_role(principal, Role.ADMIN)
+    names = [f.field for f in body.fields]
+    if len(set(names)) != len(names):
+        raise Problem(422, "fields: each field once", field="fields")
+    command = SetFields(
+        actor_role=principal.role.value,
+        fields=[FieldAllocation(f.field, f.allocation_krw) for f in body.fields],
+    )
+    return await _decide_cycle(
+        ctx, principal, idempotency_key, year, BudgetCycleWorkflow.set_fields, command
+    )
+
+
+async def _revealed_draw(ctx: AppContext, draw_id: str, purpose: str) -> SortitionDraw:
+    async with ctx.sessions() as session:
+        draw = await session.get(SortitionDraw, draw_id)
+    if draw is None:
+        raise Problem(422, f"draw_id: no sortition draw {draw_id!r}", field="draw_id")
+    if draw.purpose != purpose:
+        raise Problem(
+            422, f"draw_id: the draw is for {draw.purpose}, not {purpose}", field="draw_id"
+        )
+    if draw.status != "revealed" or draw.members is None:
+        raise Problem(422, "draw_id: the draw is not revealed yet", field="draw_id")
+    return draw
+
+
+def _body_out(year: int, name: str, state: BudgetCycleState) -> BodyOut:
+    formed = state.bodies[name]
+    return BodyOut(
+        year=year,
+        body=name,
+        field=None if name == SQUARE else name.removeprefix("council:"),
+        draw_id=formed.draw_id,
+        active=formed.active,
+        drawn=formed.drawn,
+        formed_at=formed.formed_at,
+    )
+
+
+async def _form(
+    ctx: AppContext,
+    principal: Principal,
+    idempotency_key: str | None,
+    year: int,
+    command: FormBody,
+) -> JSONResponse:
+    await _decide_cycle(
+        ctx, principal, idempotency_key, year, BudgetCycleWorkflow.form_body, command
+    )
+    state = await ctx.temporal.get_workflow_handle(budget_cycle_workflow_id(year)).query(
+        BudgetCycleWorkflow.state
+    )
+    out = _body_out(year, command.body, state)
+    return JSONResponse(out.model_dump(mode="json"), status_code=201)
+
+
+@router.post(
+    "/{year}/councils",
+    status_code=201,
+    response_model=BodyOut,
+    description=(
+        "A field's citizen council: the active members named here and every member of a "
+        "revealed `citizen_council` draw (budget-school graduates), 5:5 within one person "
+        "(422 naming `active_member_ids` otherwise); in the deliberative `allocation` or "
+        "`forming` phase, once per field, each draw for one body only."
+    ),
+)
+async def form_council(
+    year: Year,
+    body: CouncilRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    require_role(principal, Role.ADMIN)
+    draw = await _revealed_draw(ctx, body.draw_id, "citizen_council")
+    if not draw.filter.get("budget_school"):
+        raise Problem(
+            422, "draw_id: a council's draw is of budget-school graduates", field="draw_id"
+        )
+    if len(set(body.active_member_ids)) != len(body.active_member_ids):
+        raise Problem(422, "active_member_ids: each member once", field="active_member_ids")
+    command = FormBody(
+        actor_role=principal.role.value,
+        body=council_body(body.field),
+        draw_id=body.draw_id,
+        active_ids=list(body.active_member_ids),
+        drawn_ids=list(draw.members or []),
+    )
+    return await _form(ctx, principal, idempotency_key, year, command)
+
+
+@router.post(
+    "/{year}/square",
+    status_code=201,
+    response_model=BodyOut,
+    description=(
+        "The On-Citizen Budget Square: every member of a revealed `budget_square` draw of "
+        "exactly `sortition.square_size` citizens (422 naming `draw_id` otherwise); in the "
+        "deliberative `allocation` or `forming` phase, once."
+    ),
+)
+async def form_square(
+    year: Year,
+    body: SquareRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    require_role(principal, Role.ADMIN)
+    draw = await _revealed_draw(ctx, body.draw_id, "budget_square")
+    command = FormBody(
+        actor_role=principal.role.value,
+        body=SQUARE,
+        draw_id=body.draw_id,
+        active_ids=[],
+        drawn_ids=list(draw.members or []),
+    )
+    return await _form(ctx, principal, idempotency_key, year, command)
+
+
+@router.put(
+    "/{year}/fields/{field}/shortlist",
+    response_model=BudgetCycleOut,
+    description=(
+        "A member of the field's citizen council sets the field's shortlist: deliberative "
+        "projects of the field still `submitted`, totalling the `deliberative.shortlist_ratio` "
+        "level of the allocation within `deliberative.level_tolerance` (130 % +/- 5 %: 422 "
+        "naming both sums otherwise). In the `shortlist` phase; a later call replaces it; it "
+        "is final when the phase ends, and each project then learns whether it is on it."
+    ),
+)
+async def set_shortlist(
+    year: Year,
+    field: FieldName,
+    body: ShortlistRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> BudgetCycleOut:
+    async with ctx.sessions() as session:
+        await load_cycle(session, year)
+        if not await is_member(session, year, council_body(field), principal.sub):
+            raise Problem(403, f"only a member of the {field} citizen council sets its shortlist")
+        rows = (
+            await session.exec(
+                select(BudgetProject).where(
+                    col(BudgetProject.year) == year,
+                    col(BudgetProject.id).in_(body.project_ids),
+                )
+            )
+        ).all()
+    found = {row.id: row for row in rows}
+    wrong = [
+        pid
+        for pid in body.project_ids
+        if pid not in found
+        or (found[pid].kind, found[pid].field, found[pid].status)
+        != ("deliberative", field, "submitted")
+    ]
+    if wrong:
+        raise Problem(
+            422,
+            f"project_ids: not a submitted deliberative project of {field}: {', '.join(wrong)}",
+            field="project_ids",
+        )
+    if len(set(body.project_ids)) != len(body.project_ids):
+        raise Problem(422, "project_ids: each project once", field="project_ids")
+    command = SetShortlist(
+        actor_role=principal.role.value,
+        field=field,
+        projects=[ShortlistEntry(pid, found[pid].cost_krw) for pid in body.project_ids],
+    )
+    return await _decide_cycle(
+        ctx, principal, idempotency_key, year, BudgetCycleWorkflow.set_shortlist, command
+    )
+
+
+# ---- the general assembly and the city council: recorded as given -----------------------------
+
+
+async def _record_decision(
+    ctx: AppContext,
+    principal: Principal,
+    idempotency_key: str | None,
+    year: int,
+    decision: str,
+    project_ids: list[str],
+    reference: str,
+) -> BudgetCycleOut:
+    require_role(principal, Role.ADMIN)
+    async with ctx.sessions() as session:
+        known = set(
+            (
+                await session.exec(
+                    select(BudgetProject.id).where(
+                        col(BudgetProject.year) == year, col(BudgetProject.id).in_(project_ids)
+                    )
+                )
+            ).all()
+        )
+    missing = [pid for pid in project_ids if pid not in known]
+    field_name = "approved_project_ids" if decision == "assembly" else "adopted_project_ids"
+    if missing:
+        raise Problem(
+            422,
+            f"{field_name}: not a project of the {year} cycle: {', '.join(missing)}",
+            field=field_name,
+        )
+    if len(set(project_ids)) != len(project_ids):
+        raise Problem(422, f"{field_name}: each project once", field=field_name)
+    command = RecordDecision(
+        actor_role=principal.role.value,
+        decision=decision,
+        project_ids=list(project_ids),
+        reference=reference,
+    )
+    return await _decide_cycle(
+        ctx, principal, idempotency_key, year, BudgetCycleWorkflow.record_decision, command
+    )
+
+
+@router.post(
+    "/{year}/assembly",
+    response_model=BudgetCycleOut,
+    description=(
+        "The general assembly's approval of next year's projects, recorded as given (in the "
+        "metropolitan `assembly` phase, once). The timeline says which approved projects the "
+        "vote had not selected; nothing overrides the vote or the assembly."
+    ),
+)
+async def record_assembly(
+    year: Year,
+    body: AssemblyRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> BudgetCycleOut:
+    return await _record_decision(
+        ctx,
+        principal,
+        idempotency_key,
+        year,
+        "assembly",
+        list(body.approved_project_ids),
+        body.minutes,
+    )
+
+
+@router.post(
+    "/{year}/council",
+    response_model=BudgetCycleOut,
+    description=(
+        "The city council's December decision, recorded as given (in the `council` phase, "
+        "once): the engine never overrides it, and the timeline says which adopted projects "
+        "the vote had not selected."
+    ),
+)
+async def record_council(
+    year: Year,
+    body: CouncilDecisionRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> BudgetCycleOut:
+    return await _record_decision(
+        ctx,
+        principal,
+        idempotency_key,
+        year,
+        "council",
+        list(body.adopted_project_ids),
+        body.resolution_ref,
+    )

@@ -7,6 +7,7 @@ workflow keeps the schedule (with any audited override) and projects every chang
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -97,6 +98,50 @@ class BudgetVote:
 
 
 @dataclass
+class FieldAllocation:
+    """A deliberation field of the deliberative type and the budget allocated to it."""
+
+    field: str
+    allocation_krw: int
+
+
+@dataclass
+class CycleBody:
+    """A body of the cycle (process.md §5): a field's citizen council, or the Budget Square."""
+
+    body: str
+    draw_id: str
+    active: int
+    drawn: int
+    formed_at: datetime
+
+
+@dataclass
+class ShortlistEntry:
+    project_id: str
+    cost_krw: int
+
+
+@dataclass
+class LinkedForum:
+    """A linked forum handed to a budget year (process.md §4): it joins the year's deliberation,
+    or (`carried_over_from`) arrived after the previous year's window had closed."""
+
+    forum_id: str
+    closed_at: datetime
+    carried_over_from: int | None = None
+
+
+@dataclass
+class CycleDecision:
+    """The general assembly's approval or the city council's decision, recorded as given."""
+
+    project_ids: list[str]
+    reference: str
+    recorded_at: datetime
+
+
+@dataclass
 class BudgetCycleState:
     year: int
     status: CycleStatus = CycleStatus.RUNNING
@@ -108,6 +153,19 @@ class BudgetCycleState:
     runs: int = 0
     #: Kind -> its vote, from the opening of its box on.
     votes: dict[str, BudgetVote] = field(default_factory=dict)
+    #: The deliberative type's fields and allocations, in the order they were set.
+    fields: list[FieldAllocation] = field(default_factory=list)
+    #: Body (`council:<field>`, `square`) -> how it was formed.
+    bodies: dict[str, CycleBody] = field(default_factory=dict)
+    #: Field -> the council's shortlist at 130 % (final when the shortlist phase ends).
+    shortlists: dict[str, list[ShortlistEntry]] = field(default_factory=dict)
+    #: Linked forums that joined this year's deliberation, and those that arrived after its
+    #: window and went to next year's cycle.
+    linked_forums: list[LinkedForum] = field(default_factory=list)
+    carried_over: list[LinkedForum] = field(default_factory=list)
+    #: The general assembly's approval and the city council's decision, as given.
+    assembly: CycleDecision | None = None
+    council: CycleDecision | None = None
 
 
 @dataclass
@@ -120,6 +178,10 @@ class BudgetCycleStart:
     #: Carried over by continue-as-new; None on the first run.
     state: BudgetCycleState | None = None
     timeline: list[TimelineEntry] = field(default_factory=list)
+    #: Linked forums handed to this year before the cycle existed (read from the forums'
+    #: projections when the cycle is created).
+    linked_forums: list[LinkedForum] = field(default_factory=list)
+    carried_over: list[LinkedForum] = field(default_factory=list)
 
 
 @dataclass
@@ -134,24 +196,86 @@ class PhaseOverride:
 
 
 @dataclass
+class SetFields:
+    """The allocation phase's fields and budgets (admin; replaces the previous setting)."""
+
+    actor_role: str
+    fields: list[FieldAllocation]
+
+
+@dataclass
+class FormBody:
+    """A field's citizen council (active members + a revealed draw of budget-school graduates)
+    or the Budget Square (a revealed draw). The API checked the draw; the workflow checks the
+    phase, the 5:5 balance and that no draw forms two bodies."""
+
+    actor_role: str
+    body: str
+    draw_id: str
+    active_ids: list[str]
+    drawn_ids: list[str]
+
+
+@dataclass
+class SetShortlist:
+    """A field's council sets its shortlist (the API checked membership and the projects)."""
+
+    actor_role: str
+    field: str
+    projects: list[ShortlistEntry]
+
+
+@dataclass
+class RecordDecision:
+    """`assembly` (the general assembly's approval) or `council` (the city council's
+    decision): recorded as given, never overriding it."""
+
+    actor_role: str
+    decision: str
+    project_ids: list[str]
+    reference: str
+
+
+@dataclass
+class BodyMembers:
+    """Members the projection writes (`budget_body_members`), with the entry forming the body."""
+
+    year: int
+    body: str
+    members: list[tuple[str, str]]
+
+
+@dataclass
 class BudgetCycleProjection:
     state: BudgetCycleState
     entry: TimelineEntry
+    members: BodyMembers | None = None
+
+
+#: The deliberative type's rule (process.md §5): rank order to the 100 % level of each field's
+#: allocation (`models.selection.select_to_level`).
+TO_LEVEL = "select_to_level"
 
 
 def select_vote(
-    vote: BudgetVote, rules: Rulebook, drop_ratio: float
+    vote: BudgetVote,
+    rules: Rulebook,
+    drop_ratio: float,
+    allocations: Mapping[str, int] | None = None,
 ) -> tuple[str, dict[str, selection.SelectionResult]]:
     """The rule and, per field, the selection a counted vote gives: candidates ranked by the
-    weighted score (`vote.group_weights`), then `selection.rule` on each field. The workflow
+    weighted score (`vote.group_weights`), then the kind's rule on each field. The workflow
     decides with it at the close; the results endpoint recomputes it from a recount.
 
-    `drop_lowest` (Seoul's) is the only rule a cycle applies yet: `greedy` and `equal_shares`
-    need each field's allocation, which the cycle does not hold yet."""
+    A deliberative vote selects in rank order to the 100 % level of each field's allocation
+    (± `deliberative.level_tolerance`, skipping a project that no longer fits); a
+    metropolitan vote applies `drop_lowest` with the cycle's drop ratio (Seoul's rule: the
+    rulebook's `greedy` and `equal_shares` are kept for comparison in `models.selection`)."""
     weights: dict[str, selection.Number] = (
         dict(rules.vote.exact_weights()) if rules.vote is not None else {"general": 1}
     )
-    rule = "drop_lowest"
+    deliberative = vote.kind == "deliberative" and rules.deliberative is not None
+    rule = TO_LEVEL if deliberative else "drop_lowest"
     projects = [
         selection.Project(id=c.project_id, field=c.field, cost_krw=c.cost_krw, name=c.title)
         for c in vote.candidates
@@ -167,13 +291,59 @@ def select_vote(
         ballots_cast=dict(vote.ballots),
     )
     ranking = selection.rank(projects, counts, weights)
+    if deliberative:
+        assert rules.deliberative is not None
+        tolerance = selection.as_fraction(str(rules.deliberative.level_tolerance))
+        return rule, {
+            name: selection.select_to_level(
+                ranking.for_field(name), (allocations or {}).get(name, 0), tolerance
+            )
+            for name in ranking.fields
+        }
     ratio = selection.as_fraction(str(drop_ratio), name="drop_ratio")
     return rule, selection.select_per_field(rule, ranking, drop_ratio=ratio)
+
+
+def _decision(decision: CycleDecision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {
+        "project_ids": list(decision.project_ids),
+        "reference": decision.reference,
+        "recorded_at": decision.recorded_at.isoformat(),
+    }
+
+
+def _forum(forum: LinkedForum) -> dict[str, Any]:
+    return {
+        "forum_id": forum.forum_id,
+        "closed_at": forum.closed_at.isoformat(),
+        "carried_over_from": forum.carried_over_from,
+    }
 
 
 def cycle_columns(state: BudgetCycleState) -> dict[str, Any]:
     """The row's projected columns, as JSON (times ISO 8601, UTC)."""
     return {
+        "fields": [{"field": f.field, "allocation_krw": f.allocation_krw} for f in state.fields],
+        "bodies": {
+            name: {
+                "draw_id": body.draw_id,
+                "active": body.active,
+                "drawn": body.drawn,
+                "formed_at": body.formed_at.isoformat(),
+            }
+            for name, body in state.bodies.items()
+        },
+        "decisions": {
+            "shortlists": {
+                name: [e.project_id for e in entries] for name, entries in state.shortlists.items()
+            },
+            "assembly": _decision(state.assembly),
+            "council": _decision(state.council),
+        },
+        "linked_forums": [_forum(f) for f in state.linked_forums]
+        + [dict(_forum(f), carried_over_to=state.year + 1) for f in state.carried_over],
         "status": state.status.value,
         "phases": {
             kind: {

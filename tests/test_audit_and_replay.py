@@ -34,6 +34,7 @@ RECORDED_PATHS = {
     "linked_forum_decided",
     "budget_cycle_overridden",
     "project_candidate_adjusted",
+    "project_deliberative_resized",
 }
 
 

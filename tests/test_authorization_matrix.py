@@ -146,6 +146,14 @@ POST /v1/budget-cycles/{year}/phase-overrides          401  403  403  -    403  
 POST /v1/budget-cycles/{year}/ballots                  401  409  403  -    403  403  403  403  403
 GET  /v1/budget-cycles/{year}/results                  409  409  409  -    409  409  409  409  409
 GET  /v1/budget-cycles/{year}/results.pb               409  409  409  -    409  409  409  409  409
+# the cycle has not started: the admin's writes are refused by the phase (409), or by a draw
+# that does not exist (422); nobody sits on a council yet (403)
+PUT  /v1/budget-cycles/{year}/fields                   401  403  403  -    403  403  403  403  409
+POST /v1/budget-cycles/{year}/councils                 401  403  403  -    403  403  403  403  any
+POST /v1/budget-cycles/{year}/square                   401  403  403  -    403  403  403  403  any
+PUT  /v1/budget-cycles/{year}/fields/{field}/shortlist 401  403  403  -    403  403  403  403  403
+POST /v1/budget-cycles/{year}/assembly                 401  403  403  -    403  403  403  403  409
+POST /v1/budget-cycles/{year}/council                  401  403  403  -    403  403  403  403  409
 # ---- budget projects (cycle not started: each write its role allows is 409 by phase) --------
 POST /v1/budget-cycles/{year}/projects                 401  any  403  -    403  403  403  403  403
 GET  /v1/budget-cycles/{year}/projects                 ok   ok   ok   -    ok   ok   ok   ok   ok
@@ -156,6 +164,10 @@ POST /v1/projects/{project_id}/review                  401  403  403  -    403  
 POST /v1/projects/{project_id}/objections              401  any  any  -    any  any  any  any  any
 POST /v1/projects/{project_id}/objections/{objection_id}/answer 401 403 403 - 403 403 403 403 any
 POST /v1/projects/{project_id}/withdraw                401  403  403  any  403  403  403  403  403
+# deliberative-only writes on the metro project: 409 for every signed-in caller
+POST /v1/projects/{project_id}/deliberation            401  409  409  -    409  409  409  409  409
+POST /v1/projects/{project_id}/opinions                401  409  409  -    409  409  409  409  409
+GET  /v1/projects/{project_id}/opinions                ok   ok   ok   -    ok   ok   ok   ok   ok
 # ---- auditors (the code also lets admin in) ----------------------------------------------------
 GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   ok
 POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   ok
@@ -699,6 +711,29 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     await m.check("POST /v1/budget-cycles/{year}/ballots", year=str(year), body=ballot)
     await m.check("GET /v1/budget-cycles/{year}/results", year=str(year))
     await m.check("GET /v1/budget-cycles/{year}/results.pb", year=str(year))
+    fields = {"fields": [{"field": "welfare", "allocation_krw": 1_000_000}]}
+    await m.check("PUT /v1/budget-cycles/{year}/fields", year=str(year), body=fields)
+    council = {"field": "welfare", "active_member_ids": ["a"], "draw_id": "no-such-draw"}
+    await m.check("POST /v1/budget-cycles/{year}/councils", year=str(year), body=council)
+    await m.check(
+        "POST /v1/budget-cycles/{year}/square", year=str(year), body={"draw_id": "no-such-draw"}
+    )
+    await m.check(
+        "PUT /v1/budget-cycles/{year}/fields/{field}/shortlist",
+        year=str(year),
+        field="welfare",
+        body={"project_ids": ["some-project"]},
+    )
+    await m.check(
+        "POST /v1/budget-cycles/{year}/assembly",
+        year=str(year),
+        body={"approved_project_ids": [], "minutes": "minutes"},
+    )
+    await m.check(
+        "POST /v1/budget-cycles/{year}/council",
+        year=str(year),
+        body={"adopted_project_ids": [], "resolution_ref": "resolution 1"},
+    )
 
     # ---- budget projects: a metro project of that cycle (recorded directly: the call has not
     # opened), so every write the caller's role allows is refused by the phase (409)
@@ -759,3 +794,12 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     await m.check(
         "POST /v1/projects/{project_id}/withdraw", owner=project_owner, project_id=project_id
     )
+    await m.check(
+        "POST /v1/projects/{project_id}/deliberation",
+        body={"action": "continue", "note": "keep it"},
+        project_id=project_id,
+    )
+    await m.check(
+        "POST /v1/projects/{project_id}/opinions", body={"body": "good"}, project_id=project_id
+    )
+    await m.check("GET /v1/projects/{project_id}/opinions", project_id=project_id)

@@ -4,15 +4,31 @@ and a whole year played on the time-skipping server with stubbed activities."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 
 import rulebooks
 from models.ballot_box import BoxTally
-from models.budget import BallotCandidate, BudgetCycleStart, BudgetCycleState
+from models.budget import (
+    BallotCandidate,
+    BudgetCycleStart,
+    BudgetCycleState,
+    FieldAllocation,
+    FormBody,
+    RecordDecision,
+    SetFields,
+    SetShortlist,
+    ShortlistEntry,
+)
 from models.calendar import CLOSED, NOT_STARTED, SEOUL, phase_schedule
+from models.case import Role
 from models.ids import budget_cycle_workflow_id
 from tests.helpers import Api, expect, expect_problem
 from tests.workflow_stubs import StubActivities, stubbed_worker, time_skipping_env
@@ -58,7 +74,10 @@ async def test_phases_change_on_the_calendar_and_an_override_moves_a_boundary(
         "phase_ends_at": seoul(year, 1, 1).isoformat(),
     }
     assert set(created["phases"]) == {"deliberative", "metro"}
-    assert created["fields"] == [] and created["totals"] == {}
+    assert created["fields"] == [] and created["totals"] == {
+        "allocation_krw": 0,
+        "shortlist_krw": 0,
+    }
     second = await api.post("/v1/budget-cycles", admin, {"year": year, "drop_ratio": 0.1})
     expect_problem(second, 409, field="year")
 
@@ -245,3 +264,143 @@ async def test_the_metro_vote_drops_by_weighted_score_not_raw_counts() -> None:
     metro = [e for e in closed if e.note.startswith("metro:")]
     assert len(metro) == 1 and "sha256:canned" in metro[0].note
     assert "1 dropped" in metro[0].note and "2 selected" in metro[0].note
+
+
+# ---- the deliberative type on the workflow alone ------------------------------------------------
+
+
+async def _refused(call: Awaitable[Any], kind: str, *words: str) -> None:
+    with pytest.raises(WorkflowUpdateFailedError) as failed:
+        await call
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == kind, cause
+    for word in words:
+        assert word in str(cause), (word, str(cause))
+
+
+async def _skip_to(env: WorkflowEnvironment, moment: datetime) -> None:
+    await env.sleep((moment - await env.get_current_time()).total_seconds())
+
+
+async def test_deliberative_fields_councils_shortlist_and_selection_to_the_level() -> None:
+    """Fields in January, the bodies (5:5 within one person; the Square at exactly 1,000),
+    the shortlist at 130 % +/- 5 % of the allocation (1,250 and 1,350 of 1,000 taken, 1,249
+    and 1,351 refused, naming both sums), then the vote selects in rank order to the 100 %
+    level (at most 1,050): E2 (500) no longer fits after E1 (600) and is skipped, E3 (300) is
+    taken. The assembly and the council are recorded in their phases, as given."""
+    pinned = rulebooks.load("seoul-2021")
+    stubs = StubActivities()
+    stubs.budget_submitted["deliberative"] = ["E1", "E2", "E3", "X"]
+    stubs.budget_candidates["deliberative"] = [
+        BallotCandidate(project_id="E1", field="environment", cost_krw=600),
+        BallotCandidate(project_id="E2", field="environment", cost_krw=500),
+        BallotCandidate(project_id="E3", field="environment", cost_krw=300),
+    ]
+    stubs.budget_tallies["deliberative"] = BoxTally(
+        approvals={"E1": {"general": 90}, "E2": {"general": 60}, "E3": {"general": 30}},
+        ballots={"general": 100},
+        digest="sha256:deliberative",
+    )
+    admin = Role.ADMIN.value
+    async with time_skipping_env() as env, stubbed_worker(env, stubs=stubs) as run:
+        year = (await env.get_current_time()).astimezone(SEOUL).year + 1
+        handle = await run.start(
+            BudgetCycleWorkflow.run,
+            BudgetCycleStart(year=year, rules=pinned, drop_ratio=0.1),
+            id=run.unique_id(budget_cycle_workflow_id(year)),
+        )
+        fields = SetFields(
+            actor_role=admin,
+            fields=[FieldAllocation("environment", 1_000), FieldAllocation("welfare", 500)],
+        )
+        await _refused(
+            handle.execute_update(BudgetCycleWorkflow.set_fields, fields), "Conflict", "allocation"
+        )
+        await _skip_to(env, seoul(year, 1, 2))
+        await _refused(
+            handle.execute_update(
+                BudgetCycleWorkflow.set_fields, SetFields(actor_role="citizen", fields=[])
+            ),
+            "Forbidden",
+        )
+        await handle.execute_update(BudgetCycleWorkflow.set_fields, fields)
+
+        def council(field: str, active: int, drawn: int, draw: str) -> FormBody:
+            return FormBody(
+                actor_role=admin,
+                body=f"council:{field}",
+                draw_id=draw,
+                active_ids=[f"a{i}" for i in range(active)],
+                drawn_ids=[f"{draw}-{i}" for i in range(drawn)],
+            )
+
+        update = BudgetCycleWorkflow.form_body
+        await _refused(handle.execute_update(update, council("environment", 3, 5, "d1")), "Invalid")
+        await _refused(handle.execute_update(update, council("culture", 5, 5, "d1")), "Invalid")
+        await handle.execute_update(update, council("environment", 6, 5, "d1"))
+        await _refused(handle.execute_update(update, council("welfare", 4, 5, "d1")), "Invalid")
+        await handle.execute_update(update, council("welfare", 4, 5, "d2"))
+
+        def square(size: int, draw: str) -> FormBody:
+            drawn = [f"s{i}" for i in range(size)]
+            return FormBody(admin, "square", draw, active_ids=[], drawn_ids=drawn)
+
+        await _refused(handle.execute_update(update, square(999, "d3")), "Invalid", "1000")
+        await handle.execute_update(update, square(1_000, "d3"))
+
+        await _skip_to(env, seoul(year, 3, 2))
+
+        def shortlist(*costs: int) -> SetShortlist:
+            projects = [ShortlistEntry(f"E{i + 1}", cost) for i, cost in enumerate(costs)]
+            return SetShortlist(actor_role="citizen", field="environment", projects=projects)
+
+        listing = BudgetCycleWorkflow.set_shortlist
+        for outside in ((600, 500, 149), (600, 500, 251)):
+            await _refused(
+                handle.execute_update(listing, shortlist(*outside)),
+                "Invalid",
+                f"{sum(outside):,} KRW",
+                "1,250 KRW to 1,350 KRW",
+            )
+        await handle.execute_update(listing, shortlist(600, 500, 250))
+        await handle.execute_update(listing, shortlist(600, 500, 150))
+        await _refused(
+            handle.execute_update(
+                BudgetCycleWorkflow.record_decision,
+                RecordDecision(admin, "assembly", ["E1"], "minutes"),
+            ),
+            "Conflict",
+            "assembly",
+        )
+        await _skip_to(env, seoul(year, 8, 25))
+        await handle.execute_update(
+            BudgetCycleWorkflow.record_decision,
+            RecordDecision(admin, "assembly", ["E1", "E3"], "assembly of 25 August"),
+        )
+        await _skip_to(env, seoul(year, 12, 2))
+        state = await handle.execute_update(
+            BudgetCycleWorkflow.record_decision,
+            RecordDecision(admin, "council", ["E1", "E2"], "resolution 2027-123"),
+        )
+        assert state.council is not None and state.council.project_ids == ["E1", "E2"]
+        result: BudgetCycleState = await handle.result()
+    assert [f.field for f in result.fields] == ["environment", "welfare"]
+    assert (result.bodies["council:environment"].active, result.bodies["square"].drawn) == (
+        6,
+        1_000,
+    )
+    assert [p.cost_krw for p in result.shortlists["environment"]] == [600, 500, 150]
+    vote = result.votes["deliberative"]
+    assert vote.rule == "select_to_level"
+    outcome = {p["project_id"]: p["status"] for p in vote.results["environment"]["projects"]}
+    assert outcome == {"E1": "selected", "E2": "dropped", "E3": "selected"}
+    entries = {p.entry.event: p for p in stubs.cycle_projections}
+    formed = [p for p in stubs.cycle_projections if p.entry.event == "body_formed"]
+    assert [len(p.members.members) for p in formed if p.members] == [11, 9, 1_000]
+    assert "3 projects on the shortlists of 1 fields; 1 not shortlisted" in (
+        entries["shortlists_closed"].entry.note
+    )
+    assert "all selected by the vote" in entries["assembly_recorded"].entry.note
+    assert "1 of them not selected by the vote: E2" in entries["council_recorded"].entry.note
+    told = [a for a in stubs.attempts if a[0] == "submitted_projects"]
+    assert len(told) == 1

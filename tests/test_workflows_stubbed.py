@@ -236,6 +236,7 @@ async def test_every_activity_the_worker_registers_has_a_stub_of_the_same_signat
         "project_forum",
         "project_proposal",
         "record_forum",
+        "submitted_projects",
     ]
     for name, definition in real.items():
         assert (stubs[name].arg_types, stubs[name].ret_type) == (

@@ -112,6 +112,8 @@ class StubActivities:
     budget_tallies: dict[str, BoxTally] = field(default_factory=dict)
     budget_boxes_opened: list[str] = field(default_factory=list)
     budget_boxes_closed: list[str] = field(default_factory=list)
+    #: Kind -> the project ids `submitted_projects` answers with.
+    budget_submitted: dict[str, list[str]] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
     forum_openings: list[ForumOpening] = field(default_factory=list)
     #: Case ids, in call order (once per case, as the real activities' effect).
@@ -134,6 +136,7 @@ class StubActivities:
             self.project_budget_cycle,
             self.open_budget_ballot,
             self.close_budget_ballot,
+            self.submitted_projects,
             self.project_budget_project,
         ]
 
@@ -179,6 +182,11 @@ class StubActivities:
         if ref.kind not in self.budget_boxes_closed:
             self.budget_boxes_closed.append(ref.kind)
         return self.budget_tallies.get(ref.kind, BoxTally(digest="sha256:empty"))
+
+    @activity.defn(name="submitted_projects")
+    async def submitted_projects(self, ref: BallotRef) -> list[str]:
+        self.attempts.append(("submitted_projects", ref))
+        return list(self.budget_submitted.get(ref.kind, []))
 
     @activity.defn(name="project_budget_project")
     async def project_budget_project(self, projection: ProjectProjection) -> None:

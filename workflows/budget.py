@@ -26,6 +26,7 @@ from workflows.common import (
     require_idle,
     require_text,
     require_writable,
+    tell_case,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -33,16 +34,26 @@ with workflow.unsafe.imports_passed_through():
     from models.budget import (
         VOTE_PHASE,
         BallotRef,
+        BodyMembers,
         BudgetCycleProjection,
         BudgetCycleStart,
         BudgetCycleState,
         BudgetVote,
+        CycleBody,
+        CycleDecision,
         CyclePhase,
         CycleStatus,
+        FieldAllocation,
+        FormBody,
+        LinkedForum,
         PhaseOverride,
         PhaseSlot,
+        RecordDecision,
+        SetFields,
+        SetShortlist,
         select_vote,
     )
+    from models.budget_bodies import ACTIVE, DRAWN, SQUARE
     from models.calendar import (
         CLOSED,
         in_seoul,
@@ -59,6 +70,22 @@ with workflow.unsafe.imports_passed_through():
 
 
 BALLOT_BOXES_PATCH = "budget-cycle-ballot-boxes"
+#: Cycles that passed the deliberative shortlist's end before shortlists existed replay without
+#: telling the projects.
+SHORTLIST_PATCH = "budget-cycle-shortlist-results"
+
+DELIBERATIVE = "deliberative"
+#: The deliberative phases (rulebook calendar) in which each write is taken.
+FIELDS_PHASES = ("allocation",)
+BODY_PHASES = ("allocation", "forming")
+SHORTLIST_PHASES = ("shortlist",)
+#: Where each decision of `record_decision` belongs: the general assembly in the metropolitan
+#: type's `assembly` phase, the city council's in any type's `council` phase.
+DECISION_PHASES = {"assembly": ("metro", "assembly"), "council": (None, "council")}
+
+
+def _krw(amount: int) -> str:
+    return f"{amount:,} KRW"
 
 
 def _per_group(counts: dict[str, int]) -> str:
@@ -74,7 +101,12 @@ class BudgetCycleWorkflow(Settles):
     @workflow.init
     def __init__(self, start: BudgetCycleStart) -> None:
         self._start = start
-        self._state = start.state or BudgetCycleState(year=start.year)
+        if start.state is None:
+            self._state = BudgetCycleState(year=start.year)
+            self._state.linked_forums = list(start.linked_forums)
+            self._state.carried_over = list(start.carried_over)
+        else:
+            self._state = start.state
         self._timeline: list[TimelineEntry] = list(start.timeline)
         #: Projections in flight: no override is taken while one is (see `require_idle`).
         self._recording = 0
@@ -168,6 +200,249 @@ class BudgetCycleWorkflow(Settles):
         except ValueError as exc:
             raise reject(ErrorType.INVALID, f"new_end: {exc}") from None
 
+    # ---- the deliberative type's writes (process.md §5) ----------------------------------------
+
+    def _require_phase(self, kind: str | None, phases: tuple[str, ...], what: str) -> None:
+        """409 naming the phase unless `kind` (any type if None) is in one of `phases`."""
+        current = {k: p.phase for k, p in self._state.phases.items()}
+        kinds = [kind] if kind is not None else list(current)
+        if any(current.get(k) in phases for k in kinds):
+            return
+        shown = ", ".join(f"{k} {current.get(k, 'not started')}" for k in kinds)
+        raise reject(
+            ErrorType.CONFLICT,
+            f"{what} is taken in the {' or '.join(phases)} phase; the phase is {shown}",
+        )
+
+    def _allocation(self, name: str) -> FieldAllocation:
+        for allocation in self._state.fields:
+            if allocation.field == name:
+                return allocation
+        known = ", ".join(f.field for f in self._state.fields) or "none set yet"
+        raise reject(ErrorType.INVALID, f"field: no deliberation field {name!r} (fields: {known})")
+
+    def _require_admin(self, actor_role: str, what: str) -> None:
+        if actor_role != Role.ADMIN.value:
+            raise reject(ErrorType.FORBIDDEN, f"only the operations team {what}")
+
+    @workflow.update
+    async def set_fields(self, request: SetFields) -> BudgetCycleState:
+        self._state.fields = list(request.fields)
+        await self._record(
+            "allocation",
+            "fields_allocated",
+            Role.ADMIN,
+            "deliberation fields: "
+            + "; ".join(f"{f.field} {_krw(f.allocation_krw)}" for f in request.fields),
+        )
+        return self._state
+
+    @set_fields.validator
+    def _validate_fields(self, request: SetFields) -> None:
+        self._require_admin(request.actor_role, "allocates the fields")
+        require_idle(self._recording)
+        require_writable(request)
+        self._require_phase(DELIBERATIVE, FIELDS_PHASES, "allocating the fields")
+        names = [f.field for f in request.fields]
+        if not names:
+            raise reject(ErrorType.INVALID, "fields: at least one field")
+        if len(set(names)) != len(names):
+            raise reject(ErrorType.INVALID, "fields: each field once")
+        for allocation in request.fields:
+            require_text(allocation.field, "fields.field")
+            if allocation.allocation_krw <= 0:
+                raise reject(ErrorType.INVALID, "fields.allocation_krw: a positive amount")
+
+    @workflow.update
+    async def form_body(self, request: FormBody) -> BudgetCycleState:
+        body = CycleBody(
+            body=request.body,
+            draw_id=request.draw_id,
+            active=len(request.active_ids),
+            drawn=len(request.drawn_ids),
+            formed_at=workflow.now(),
+        )
+        self._state.bodies[request.body] = body
+        if request.body == SQUARE:
+            note = f"the Budget Square: {body.drawn} citizens of the revealed draw {body.draw_id}"
+        else:
+            note = (
+                f"citizen council of {request.body.removeprefix('council:')}: {body.active} "
+                f"active members and {body.drawn} budget-school graduates of the revealed draw "
+                f"{body.draw_id}"
+            )
+        await self._record(
+            "forming",
+            "body_formed",
+            Role.ADMIN,
+            note,
+            members=BodyMembers(
+                year=self._start.year,
+                body=request.body,
+                members=[(p, ACTIVE) for p in request.active_ids]
+                + [(p, DRAWN) for p in request.drawn_ids],
+            ),
+        )
+        return self._state
+
+    @form_body.validator
+    def _validate_body(self, request: FormBody) -> None:
+        self._require_admin(request.actor_role, "forms the cycle's bodies")
+        require_idle(self._recording)
+        require_writable(request)
+        self._require_phase(DELIBERATIVE, BODY_PHASES, "forming a council or the Square")
+        if request.body in self._state.bodies:
+            raise reject(ErrorType.CONFLICT, f"{request.body} is formed already")
+        used = {b.draw_id: name for name, b in self._state.bodies.items()}
+        if request.draw_id in used:
+            raise reject(
+                ErrorType.INVALID, f"draw_id: the draw formed {used[request.draw_id]} already"
+            )
+        if not request.drawn_ids:
+            raise reject(ErrorType.INVALID, "draw_id: the draw has no members")
+        if request.body == SQUARE:
+            size = self._start.rules.rulebook.sortition
+            expected = None if size is None else size.square_size
+            if expected is not None and len(request.drawn_ids) != expected:
+                raise reject(
+                    ErrorType.INVALID,
+                    f"draw_id: the Budget Square is {expected} citizens "
+                    f"(sortition.square_size); the draw has {len(request.drawn_ids)}",
+                )
+            return
+        self._allocation(request.body.removeprefix("council:"))
+        if set(request.active_ids) & set(request.drawn_ids):
+            raise reject(
+                ErrorType.INVALID, "active_member_ids: a drawn member cannot also be named active"
+            )
+        active, drawn = len(request.active_ids), len(request.drawn_ids)
+        if abs(active - drawn) > 1:
+            raise reject(
+                ErrorType.INVALID,
+                f"active_member_ids: a citizen council is 5:5 within one person; {active} active "
+                f"members against {drawn} drawn budget-school graduates",
+            )
+
+    @workflow.update
+    async def set_shortlist(self, request: SetShortlist) -> BudgetCycleState:
+        self._state.shortlists[request.field] = list(request.projects)
+        total = sum(p.cost_krw for p in request.projects)
+        await self._record(
+            "shortlist",
+            "shortlist_set",
+            Role.CITIZEN,
+            f"{request.field}: {len(request.projects)} projects, {_krw(total)} "
+            f"(allocation {_krw(self._allocation(request.field).allocation_krw)})",
+        )
+        return self._state
+
+    @set_shortlist.validator
+    def _validate_shortlist(self, request: SetShortlist) -> None:
+        require_idle(self._recording)
+        require_writable(request)
+        self._require_phase(DELIBERATIVE, SHORTLIST_PHASES, "the shortlist")
+        allocation = self._allocation(request.field)
+        ids = [p.project_id for p in request.projects]
+        if not ids or len(set(ids)) != len(ids):
+            raise reject(ErrorType.INVALID, "project_ids: at least one project, each once")
+        rules = self._start.rules.rulebook.deliberative
+        if rules is None:
+            raise reject(ErrorType.CONFLICT, "the cycle's rulebook has no deliberative type")
+        low, high = rules.shortlist_bounds_krw(allocation.allocation_krw)
+        total = sum(p.cost_krw for p in request.projects)
+        if not low <= total <= high:
+            raise reject(
+                ErrorType.INVALID,
+                f"project_ids: the shortlist totals {_krw(total)}; {request.field}'s level is "
+                f"{_krw(low)} to {_krw(high)} ({rules.shortlist_ratio:.0%} ± "
+                f"{rules.level_tolerance:.0%} of the allocation {_krw(allocation.allocation_krw)})",
+            )
+
+    @workflow.update
+    async def record_decision(self, request: RecordDecision) -> BudgetCycleState:
+        decision = CycleDecision(
+            project_ids=list(request.project_ids),
+            reference=request.reference,
+            recorded_at=workflow.now(),
+        )
+        selected = {
+            str(p["project_id"])
+            for vote in self._state.votes.values()
+            for result in vote.results.values()
+            for p in result["projects"]
+            if p["status"] == "selected"
+        }
+        outside = [p for p in request.project_ids if p not in selected]
+        if request.decision == "assembly":
+            self._state.assembly = decision
+            what = "the general assembly approved"
+        else:
+            self._state.council = decision
+            what = "the city council adopted"
+        await self._record(
+            request.decision,
+            f"{request.decision}_recorded",
+            Role.ADMIN,
+            f"{what} {len(request.project_ids)} projects ({request.reference})"
+            + (
+                f"; {len(outside)} of them not selected by the vote: {', '.join(outside)}"
+                if outside
+                else "; all selected by the vote"
+            ),
+        )
+        return self._state
+
+    @record_decision.validator
+    def _validate_decision(self, request: RecordDecision) -> None:
+        self._require_admin(request.actor_role, "records the decision")
+        require_idle(self._recording)
+        require_writable(request)
+        if request.decision not in DECISION_PHASES:
+            raise reject(ErrorType.INVALID, f"decision: one of {', '.join(DECISION_PHASES)}")
+        kind, phase = DECISION_PHASES[request.decision]
+        self._require_phase(kind, (phase,), f"the {request.decision}'s decision")
+        recorded = self._state.assembly if request.decision == "assembly" else self._state.council
+        if recorded is not None:
+            raise reject(ErrorType.CONFLICT, f"the {request.decision}'s decision is recorded")
+        require_text(request.reference, "reference")
+        if len(set(request.project_ids)) != len(request.project_ids):
+            raise reject(ErrorType.INVALID, "project_ids: each project once")
+
+    # ---- linked forums (process.md §4) ---------------------------------------------------------
+
+    @workflow.signal
+    async def linked_forum(self, forum: LinkedForum) -> None:
+        """A linked forum handed to this year: it joins the deliberation."""
+        if any(f.forum_id == forum.forum_id for f in self._state.linked_forums):
+            return
+        self._state.linked_forums.append(forum)
+        await self._record(
+            "deliberation",
+            "linked_forum_joined",
+            Role.SYSTEM,
+            f"linked forum {forum.forum_id} (closed {_shown(forum.closed_at)}) joins the "
+            "citizen councils' deliberation"
+            + (
+                f", carried over from {forum.carried_over_from}"
+                if forum.carried_over_from is not None
+                else ""
+            ),
+        )
+
+    @workflow.signal
+    async def forum_carried_over(self, forum: LinkedForum) -> None:
+        """A linked forum that closed after this year's window: it goes to next year's cycle."""
+        if any(f.forum_id == forum.forum_id for f in self._state.carried_over):
+            return
+        self._state.carried_over.append(forum)
+        await self._record(
+            "deliberation",
+            "linked_forum_carried_over",
+            Role.SYSTEM,
+            f"linked forum {forum.forum_id} closed {_shown(forum.closed_at)}, after the "
+            f"deliberation window: carried over to the {self._start.year + 1} cycle",
+        )
+
     async def _announce_changes(self) -> None:
         """Record each type whose phase at `workflow.now()` differs from the one announced."""
         now = workflow.now()
@@ -189,6 +464,13 @@ class BudgetCycleWorkflow(Settles):
                     f"({self._start.rules.content_hash}), drop ratio {self._start.drop_ratio}"
                 )
             await self._record(phase, "phase_started", Role.SYSTEM, note)
+            if (
+                kind == DELIBERATIVE
+                and current is not None
+                and current.phase in SHORTLIST_PHASES
+                and workflow.patched(SHORTLIST_PATCH)
+            ):
+                await self._close_shortlists()
             if phase != VOTE_PHASE and (current is None or current.phase != VOTE_PHASE):
                 continue
             # Cycles that passed a vote phase before ballot boxes existed replay without them.
@@ -198,6 +480,38 @@ class BudgetCycleWorkflow(Settles):
                 await self._close_vote(kind)
             if phase == VOTE_PHASE:
                 await self._open_vote(kind)
+
+    async def _close_shortlists(self) -> None:
+        """The shortlist phase is over: each deliberative project still submitted learns whether
+        its council kept it (on the deliberation list, later on the ballot) or not."""
+        waiting = await workflow.execute_activity_method(
+            BudgetRecords.submitted_projects,
+            BallotRef(year=self._start.year, kind=DELIBERATIVE),
+            **activity_options(),
+        )
+        listed = {p.project_id for entries in self._state.shortlists.values() for p in entries}
+        for project_id in waiting:
+            shortlisted = project_id in listed
+            await self._tell_project(
+                project_id,
+                "shortlist_result",
+                {
+                    "shortlisted": shortlisted,
+                    "note": f"{'on' if shortlisted else 'not on'} the council's shortlist of "
+                    f"{self._start.year}",
+                },
+            )
+        await self._record(
+            "shortlist",
+            "shortlists_closed",
+            Role.SYSTEM,
+            f"{len(listed)} projects on the shortlists of "
+            f"{len(self._state.shortlists)} fields; {len(waiting) - len(listed & set(waiting))} "
+            "not shortlisted",
+        )
+
+    async def _tell_project(self, project_id: str, signal: str, payload: dict[str, Any]) -> None:
+        await tell_case(project_workflow_id(project_id), signal, payload)
 
     async def _open_vote(self, kind: str) -> None:
         """The kind's ballot box opens with the projects on the ballot now."""
@@ -241,26 +555,23 @@ class BudgetCycleWorkflow(Settles):
             f" selected, {sum(o['status'] == 'dropped' for o in outcomes)} dropped",
         )
         for outcome in outcomes:
-            project = workflow.get_external_workflow_handle(
-                project_workflow_id(str(outcome["project_id"]))
+            await self._tell_project(
+                str(outcome["project_id"]),
+                "vote_result",
+                {
+                    "selected": outcome["status"] == "selected",
+                    "rank": outcome["rank"],
+                    "score": outcome["score"],
+                    "note": f"{kind} vote of {self._start.year}, rule {vote.rule}",
+                },
             )
-            try:
-                await project.signal(
-                    "vote_result",
-                    {
-                        "selected": outcome["status"] == "selected",
-                        "rank": outcome["rank"],
-                        "score": outcome["score"],
-                        "note": f"{kind} vote of {self._start.year}, rule {vote.rule}",
-                    },
-                )
-            except Exception:
-                # a project whose workflow is gone keeps its result here and in the results
-                workflow.logger.warning("vote result not delivered to %s", outcome["project_id"])
 
     def _select(self, vote: BudgetVote) -> list[dict[str, Any]]:
         """Apply the rulebook's rule; every candidate's outcome, in rank order per field."""
-        vote.rule, results = select_vote(vote, self._start.rules.rulebook, self._start.drop_ratio)
+        allocations = {f.field: f.allocation_krw for f in self._state.fields}
+        vote.rule, results = select_vote(
+            vote, self._start.rules.rulebook, self._start.drop_ratio, allocations
+        )
         vote.results = {field: result.to_dict() for field, result in results.items()}
         return [project for result in vote.results.values() for project in result["projects"]]
 
@@ -293,13 +604,17 @@ class BudgetCycleWorkflow(Settles):
             )
         )
 
-    async def _record(self, stage: str, event: str, role: Role, note: str) -> TimelineEntry:
+    async def _record(
+        self, stage: str, event: str, role: Role, note: str, members: BodyMembers | None = None
+    ) -> TimelineEntry:
         entry = next_entry(self._timeline, stage, event, role, note)
         self._recording += 1
         try:
             await workflow.execute_activity_method(
                 BudgetRecords.project_budget_cycle,
-                BudgetCycleProjection(state=copy.deepcopy(self._state), entry=entry),
+                BudgetCycleProjection(
+                    state=copy.deepcopy(self._state), entry=entry, members=members
+                ),
                 **activity_options(),
             )
         finally:

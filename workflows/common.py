@@ -154,6 +154,18 @@ async def await_answer(
         timeout = reminder
 
 
+async def tell_case(workflow_id: str, signal: str, payload: Any) -> bool:
+    """Signal another case's workflow; False (logged) when it is not there to hear it (not
+    started yet, or finished): the sender has recorded what it sent, and the receiver reads
+    the sender's projection when it starts."""
+    try:
+        await workflow.get_external_workflow_handle(workflow_id).signal(signal, payload)
+    except Exception:
+        workflow.logger.warning("%s not delivered to %s", signal, workflow_id)
+        return False
+    return True
+
+
 def next_entry(
     timeline: list[TimelineEntry], stage: str, event: str, role: Role, note: str
 ) -> TimelineEntry:

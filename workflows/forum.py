@@ -23,11 +23,13 @@ from workflows.common import (
     require_idle,
     require_text,
     require_writable,
+    tell_case,
 )
 
 with workflow.unsafe.imports_passed_through():
     from activities.opinions import OpinionBoxes
     from activities.records import CaseRecords, ForumProjection
+    from models.budget import LinkedForum
     from models.calendar import add_days, deliberation_year, in_seoul
     from models.case import ErrorType, Role, TimelineEntry
     from models.deliberation import (
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         OpinionTally,
         Recommendation,
     )
+    from models.ids import budget_cycle_workflow_id
 
     # Imported here so the sandbox knows the module when it resolves ForumStart.rules's types.
     from models.rules import PinnedRules  # noqa: F401
@@ -47,6 +50,11 @@ def eligible_for_deliberation(kind: ForumKind, tally: OpinionTally, threshold: i
     if tally.participants < threshold:
         return False
     return kind is ForumKind.DISCUSSION or tally.for_ * 2 > tally.participants
+
+
+#: The hand-off tells the budget-year cycles (the one the forum joins, and the one it was
+#: carried over from), which also read the forums' projections when they start.
+TELLS_CYCLES_PATCH = "forum-tells-budget-cycles"
 
 
 @workflow.defn
@@ -147,6 +155,16 @@ class ForumWorkflow(CaseRecorder):
             f"to the {year} citizen council"
             + (" (carried over: the window had closed)" if carried_over else ""),
         )
+        # Forums handed over before their cycles heard of it replay without telling them.
+        if not workflow.patched(TELLS_CYCLES_PATCH):
+            return
+        closed_at = workflow.now()
+        origin = year - 1 if carried_over else None
+        joined = LinkedForum(self._start.forum_id, closed_at, carried_over_from=origin)
+        await tell_case(budget_cycle_workflow_id(year), "linked_forum", joined)
+        if origin is not None:
+            left = LinkedForum(self._start.forum_id, closed_at, carried_over_from=origin)
+            await tell_case(budget_cycle_workflow_id(origin), "forum_carried_over", left)
 
     def _stage(self) -> str:
         return self._state.status.value
