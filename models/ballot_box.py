@@ -9,31 +9,47 @@ Casting writes two kinds of rows in one transaction (design.md, principle 7):
 - `ballot_choices` (box, receipt, option, group): one row per approved option, under a random
   receipt the voter gets back; no person and no time.
 
+Both are written where they stay, so a count always sees every ballot cast, mixed or not. But
+rows written by one transaction share its id (`xmin`) and lie next to each other in the heap in
+the order they were cast, so the cast also queues the ballot (`ballot_unmixed_participations`:
+who; `ballot_unmixed_choices`: the token its receipt derives from) and the mixer rewrites queued
+rows in batches: it deletes them and inserts them again in a random order, the participations
+and the choices of at least `MIX_BATCH` ballots in one transaction. A cast that finds the
+box's queue full mixes it, unless another transaction is mixing it (an advisory lock); the close
+mixes whatever is left, with one whole earlier batch if fewer than `MIX_BATCH` are left. Then
+every live row shares its transaction id and its stretch of the heap with at least `MIX_BATCH`
+ballots (or the whole box, if it has fewer), in no order of casting. What still shows (dead
+tuples until VACUUM, the WAL): README.md, "Secret ballot, in every table".
+
 Counting is one SQL statement per box: approvals per option per group, ballots per group, and a
 SHA-256 digest of the exact rows counted, so that an auditor holding the rows can recount.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy
-from sqlalchemy import text, update
+from sqlalchemy import TextClause, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.proposal import Status, Tally
-from models.tables import BallotBox, BallotChoice, BallotParticipation, Proposal
+from models.tables import BallotBox, Proposal
 
 GENERAL = "general"
 BUDGET_SCHOOL = "budget_school"
 #: The voter groups of `vote.group_weights` (process.md §6a, 003 3-1).
 VOTER_GROUPS = (GENERAL, BUDGET_SCHOOL)
 PROPOSAL_OPTIONS = ("yes", "no")
+#: The fewest ballots the mixer rewrites in one transaction: each transaction id and each
+#: stretch of the heap a mixed row shares with at least this many ballots.
+MIX_BATCH = 32
 
 
 def voter_group(*, budget_school: bool) -> str:
@@ -106,7 +122,9 @@ async def open_box(
 
 
 async def close_box(session: AsyncSession, box_id: str, *, now: datetime) -> None:
-    """Close the box: no ballot is taken once this commits. Idempotent (the first close stands)."""
+    """Close the box: no ballot is taken once this commits, and the ballots still queued are
+    mixed. Idempotent (the first close stands). The lock on the box waits for the casts in
+    flight, so no mixer runs alongside."""
     await session.execute(
         select(col(BallotBox.id)).where(col(BallotBox.id) == box_id).with_for_update()
     )
@@ -115,6 +133,172 @@ async def close_box(session: AsyncSession, box_id: str, *, now: datetime) -> Non
         .where(col(BallotBox.id) == box_id)
         .where(col(BallotBox.closed_at).is_(None))
         .values(closed_at=now)
+    )
+    await _mix(session, box_id, least=1, top_up=True)
+
+
+def receipt_of(token: bytes) -> str:
+    """The receipt of the ballot queued under `token` (`_RECEIPT` is the same in SQL): the
+    queue holds the token, so no table but `ballot_choices` holds a receipt."""
+    return hashlib.sha256(token).hexdigest()[:32]
+
+
+_RECEIPT = "left(encode(sha256(token), 'hex'), 32)"
+#: The first key of the transaction-scoped advisory lock a box's mixer holds (the second is a
+#: hash of the box id; two boxes sharing it only mix one after the other).
+_MIXER_LOCK = 0x6D6978
+
+#: One round trip: the participation (whose primary key refuses a second ballot), the choice
+#: rows only if it was new, both queued for the mixer, and whether this cast mixes: the queue
+#: is full and no other transaction is mixing the box (it would hold the advisory lock, and
+#: the queued rows it took still count, so trying alongside it would find them locked).
+_CAST = text(
+    """
+    WITH voter AS (
+        INSERT INTO ballot_participations (box_id, person_id) VALUES (:box_id, :person_id)
+        ON CONFLICT DO NOTHING RETURNING box_id
+    ), queued_voter AS (
+        INSERT INTO ballot_unmixed_participations (box_id, person_id)
+        SELECT box_id, :person_id FROM voter
+    ), chosen AS (
+        INSERT INTO ballot_choices (box_id, receipt, option, voter_group)
+        SELECT box_id, :receipt, o.option, :voter_group
+          FROM voter, unnest(CAST(:options AS text[])) WITH ORDINALITY AS o(option, n)
+         ORDER BY o.n
+    ), queued_ballot AS (
+        INSERT INTO ballot_unmixed_choices (box_id, token) SELECT box_id, :token FROM voter
+    )
+    SELECT EXISTS (SELECT 1 FROM voter) AS taken,
+           CASE WHEN EXISTS (SELECT 1 FROM voter)
+                 AND (SELECT count(*) FROM ballot_unmixed_choices WHERE box_id = :box_id)
+                     >= :batch - 1
+                THEN pg_try_advisory_xact_lock(:mixer, hashtext(:box_id))
+                ELSE false END AS mix
+    """
+)
+
+
+def _dequeue(*, top_up: bool) -> TextClause:
+    """Take the box's queued ballots (those no other mixer holds) if there are at least
+    `:least` of them, and delete their rows, returned to be written again. With `top_up`
+    (at close) a batch smaller than `:batch` also takes one whole earlier batch (the rows of
+    one transaction id), so that no batch, old or new, is left with fewer ballots."""
+    extra = (
+        """
+        , extra_voters AS (
+            SELECT person_id FROM ballot_participations
+             WHERE box_id = :box_id
+               AND (SELECT count(*) FROM dequeued_voters) BETWEEN 1 AND :batch - 1
+               AND person_id NOT IN (SELECT person_id FROM queued_voters)
+               AND xmin = (
+                   SELECT xmin FROM ballot_participations
+                    WHERE box_id = :box_id
+                      AND person_id NOT IN (SELECT person_id FROM queued_voters)
+                    LIMIT 1)
+        ), extra_ballots AS (
+            SELECT DISTINCT receipt FROM ballot_choices
+             WHERE box_id = :box_id
+               AND (SELECT count(*) FROM dequeued_ballots) BETWEEN 1 AND :batch - 1
+               AND receipt NOT IN (SELECT receipt FROM queued_ballots)
+               AND xmin = (
+                   SELECT xmin FROM ballot_choices
+                    WHERE box_id = :box_id
+                      AND receipt NOT IN (SELECT receipt FROM queued_ballots)
+                    LIMIT 1)
+        ), voters AS (
+            SELECT person_id FROM dequeued_voters UNION ALL SELECT person_id FROM extra_voters
+        ), ballots AS (
+            SELECT receipt FROM dequeued_ballots UNION ALL SELECT receipt FROM extra_ballots
+        )
+        """
+        if top_up
+        else """
+        , voters AS (SELECT person_id FROM dequeued_voters
+        ), ballots AS (SELECT receipt FROM dequeued_ballots)
+        """
+    )
+    return text(
+        f"""
+        WITH queued_voters AS (
+            SELECT person_id FROM ballot_unmixed_participations WHERE box_id = :box_id
+            FOR UPDATE SKIP LOCKED
+        ), queued_ballots AS (
+            SELECT token, {_RECEIPT} AS receipt FROM ballot_unmixed_choices
+             WHERE box_id = :box_id FOR UPDATE SKIP LOCKED
+        ), dequeued_voters AS (
+            DELETE FROM ballot_unmixed_participations u USING queued_voters q
+             WHERE u.box_id = :box_id AND u.person_id = q.person_id
+               AND (SELECT count(*) FROM queued_voters) >= :least
+            RETURNING u.person_id
+        ), dequeued_ballots AS (
+            DELETE FROM ballot_unmixed_choices u USING queued_ballots q
+             WHERE u.box_id = :box_id AND u.token = q.token
+               AND (SELECT count(*) FROM queued_ballots) >= :least
+            RETURNING q.receipt
+        ) {extra}
+        , taken_voters AS (
+            DELETE FROM ballot_participations p USING voters v
+             WHERE p.box_id = :box_id AND p.person_id = v.person_id
+            RETURNING p.person_id
+        ), taken_choices AS (
+            DELETE FROM ballot_choices c USING ballots b
+             WHERE c.box_id = :box_id AND c.receipt = b.receipt
+            RETURNING c.receipt, c.option, c.voter_group
+        )
+        SELECT (SELECT array_agg(person_id) FROM taken_voters) AS voters,
+               (SELECT array_agg(ARRAY[receipt, option, voter_group]) FROM taken_choices)
+                   AS choices
+        """
+    )
+
+
+_DEQUEUE = _dequeue(top_up=False)
+_DEQUEUE_ALL = _dequeue(top_up=True)
+
+#: The taken rows written again, in the order given (the heap keeps it).
+_REWRITE = text(
+    """
+    WITH voters AS (
+        INSERT INTO ballot_participations (box_id, person_id)
+        SELECT :box_id, v.person_id
+          FROM unnest(CAST(:voters AS text[])) WITH ORDINALITY AS v(person_id, n)
+         ORDER BY v.n
+    )
+    INSERT INTO ballot_choices (box_id, receipt, option, voter_group)
+    SELECT :box_id, c.receipt, c.option, c.voter_group
+      FROM unnest(CAST(:receipts AS text[]), CAST(:options AS text[]), CAST(:groups AS text[]))
+           WITH ORDINALITY AS c(receipt, option, voter_group, n)
+     ORDER BY c.n
+    """
+)
+
+
+async def _mix(session: AsyncSession, box_id: str, *, least: int, top_up: bool = False) -> None:
+    """Rewrite the box's queued ballots in a random order, in the caller's transaction, if at
+    least `least` are free to take; at close (`top_up`) all of them, with an earlier batch if
+    they are fewer than `MIX_BATCH`."""
+    taken = (
+        await session.execute(
+            _DEQUEUE_ALL if top_up else _DEQUEUE,
+            {"box_id": box_id, "least": least, "batch": MIX_BATCH},
+        )
+    ).one()
+    voters: list[str] = list(taken.voters or [])
+    choices: list[list[str]] = list(taken.choices or [])
+    if not voters and not choices:
+        return
+    shuffle = secrets.SystemRandom().shuffle
+    shuffle(voters)
+    shuffle(choices)
+    await session.execute(
+        _REWRITE,
+        {
+            "box_id": box_id,
+            "voters": voters,
+            "receipts": [c[0] for c in choices],
+            "options": [c[1] for c in choices],
+            "groups": [c[2] for c in choices],
+        },
     )
 
 
@@ -127,7 +311,8 @@ async def cast(
     group: str,
 ) -> str:
     """Record one person's ballot approving `options`, or refuse it; returns the receipt.
-    The caller owns the transaction."""
+    The caller owns the transaction; a cast that finds the box's queue full mixes it in that
+    transaction (two more round trips, about once per `MIX_BATCH` casts)."""
     box = (
         await session.execute(
             sqlalchemy.select(
@@ -159,23 +344,27 @@ async def cast(
         raise BallotRefused(f"a ballot approves at most {box.max_choices}", field="options")
     if group not in box.groups:
         raise BallotRefused(f"voter group {group!r} does not vote here", field="group")
-    inserted = await session.execute(
-        insert(BallotParticipation)
-        .values(box_id=box_id, person_id=person_id)
-        .on_conflict_do_nothing()
-        .returning(col(BallotParticipation.person_id))
-    )
-    if inserted.first() is None:
-        raise BallotRefused("you have already voted in this ballot")
-    receipt = secrets.token_hex(16)
-    await session.execute(
-        insert(BallotChoice).values(
-            [
-                {"box_id": box_id, "receipt": receipt, "option": option, "voter_group": group}
-                for option in chosen
-            ]
+    token = secrets.token_bytes(16)
+    receipt = receipt_of(token)
+    row = (
+        await session.execute(
+            _CAST,
+            {
+                "box_id": box_id,
+                "person_id": person_id,
+                "receipt": receipt,
+                "options": chosen,
+                "voter_group": group,
+                "token": token,
+                "batch": MIX_BATCH,
+                "mixer": _MIXER_LOCK,
+            },
         )
-    )
+    ).one()
+    if not row.taken:
+        raise BallotRefused("you have already voted in this ballot")
+    if row.mix:
+        await _mix(session, box_id, least=MIX_BATCH)
     return receipt
 
 
@@ -207,7 +396,8 @@ _COUNT = text(
 
 
 async def count_box(session: AsyncSession, box_id: str) -> BoxTally:
-    """Count the box in SQL, with the digest of the exact rows counted."""
+    """Count the box in SQL, with the digest of the exact rows counted. Mixing moves no ballot
+    out of `ballot_choices`, so an open box counts whole too, and a mix changes no digest."""
     legacy = box_id.startswith("proposal:")
     row = (await session.execute(_COUNT, {"box_id": box_id, "legacy": legacy})).one()
     approvals = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -141,6 +141,27 @@ class BallotChoice(SQLModel, table=True):
     receipt: str = Field(primary_key=True)
     option: str = Field(primary_key=True)
     voter_group: str
+
+
+class BallotUnmixedParticipation(SQLModel, table=True):
+    """A participation not yet rewritten by the mixer (models/ballot_box.py): who only.
+
+    No foreign key: the cast holds the box row locked, and the row lives one batch."""
+
+    __tablename__ = "ballot_unmixed_participations"
+
+    box_id: str = Field(primary_key=True)
+    person_id: str = Field(primary_key=True)
+
+
+class BallotUnmixedChoice(SQLModel, table=True):
+    """A ballot whose choice rows the mixer has not yet rewritten: the random `token` the
+    ballot's receipt is derived from (`receipt_of`), never the receipt itself nor a person."""
+
+    __tablename__ = "ballot_unmixed_choices"
+
+    box_id: str = Field(primary_key=True)
+    token: bytes = Field(sa_column=Column(LargeBinary, primary_key=True))
 
 
 class PendingSignal(SQLModel, table=True):

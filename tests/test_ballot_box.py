@@ -2,13 +2,16 @@
 
 One ballot per person per box however many requests race, a ballot approving several options
 under one receipt, refusals that name what was wrong and write nothing, and a tally per option
-per group whose digest anyone holding the rows can recompute.
+per group whose digest anyone holding the rows can recompute. Mixing: once a box is closed, no
+row shares its transaction id with fewer than `MIX_BATCH` ballots and the heap holds them in no
+order of casting; no ballot is lost or counted twice whether or when mixing happened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -17,7 +20,9 @@ from sqlalchemy import text
 from models.ballot_box import (
     BUDGET_SCHOOL,
     GENERAL,
+    MIX_BATCH,
     BallotRefused,
+    BoxTally,
     budget_box_id,
     cast,
     close_box,
@@ -27,6 +32,10 @@ from models.ballot_box import (
 from tests.conftest import Stack
 
 PROJECTS = ("p1", "p2", "p3", "p4")
+
+
+class Crash(Exception):
+    """Stands for the process dying inside a transaction: the transaction rolls back."""
 
 
 async def _open(system: Stack, box_id: str, *, max_choices: int | None = None) -> None:
@@ -153,3 +162,214 @@ async def test_the_tally_counts_per_option_per_group_with_a_recomputable_digest(
         empty = await count_box(session, budget_box_id(2030, "empty"))
     assert (empty.approvals, empty.ballots, empty.turnout) == ({}, {}, 0)
     assert empty.digest == "sha256:" + hashlib.sha256(b"").hexdigest()
+
+
+# ---- mixing -------------------------------------------------------------------------------
+
+
+def _ballot(n: int) -> tuple[list[str], str]:
+    """The n-th test ballot: one to three options, in either group."""
+    options = [p for i, p in enumerate(PROJECTS) if (n >> i) % 2] or ["p4"]
+    return options[:3], BUDGET_SCHOOL if n % 3 == 0 else GENERAL
+
+
+async def _close_and_count(system: Stack, box: str) -> BoxTally:
+    async with system.sessions() as session, session.begin():
+        await close_box(session, box, now=datetime.now(UTC))
+        return await count_box(session, box)
+
+
+async def _count(system: Stack, box: str) -> BoxTally:
+    async with system.sessions() as session:
+        return await count_box(session, box)
+
+
+async def _queued(system: Stack, box: str) -> tuple[object, ...]:
+    (row,) = await _rows(
+        system,
+        "SELECT (SELECT count(*) FROM ballot_unmixed_participations WHERE box_id = :b), "
+        "(SELECT count(*) FROM ballot_unmixed_choices WHERE box_id = :b)",
+        b=box,
+    )
+    return row
+
+
+def _digest_of(rows: list[tuple[object, ...]]) -> str:
+    lines = "".join(f"{r}:{o}:{g}\n" for r, o, g in sorted(tuple(map(str, r)) for r in rows))
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
+async def _assert_mixed(system: Stack, box: str, ballots: int) -> None:
+    """Every live row of the box shares its transaction id with at least `MIX_BATCH` ballots
+    (all of them if the box has fewer), and so does every participation-to-choice join on it."""
+    least = min(ballots, MIX_BATCH)
+    voters = await _rows(
+        system,
+        "SELECT xmin::text, count(*) FROM ballot_participations WHERE box_id = :b GROUP BY 1",
+        b=box,
+    )
+    assert sum(int(str(n)) for _, n in voters) == ballots
+    assert all(int(str(n)) >= least for _, n in voters), voters
+    choices = await _rows(
+        system,
+        "SELECT xmin::text, count(DISTINCT receipt) FROM ballot_choices WHERE box_id = :b "
+        "GROUP BY 1",
+        b=box,
+    )
+    assert sum(int(str(n)) for _, n in choices) == ballots
+    assert all(int(str(n)) >= least for _, n in choices), choices
+    joined = await _rows(
+        system,
+        "SELECT p.xmin::text, count(DISTINCT p.person_id), count(DISTINCT c.receipt) "
+        "FROM ballot_participations p JOIN ballot_choices c ON c.xmin = p.xmin "
+        "WHERE p.box_id = :b AND c.box_id = :b GROUP BY 1",
+        b=box,
+    )
+    assert all(int(str(p)) >= least and int(str(c)) >= least for _, p, c in joined), joined
+    assert await _queued(system, box) == (0, 0)
+
+
+def _runs(order: list[int]) -> int:
+    """How many neighbours in `order` were cast one after the other (a cast order of n rows
+    has n - 1; a random one about 1 in any number)."""
+    return sum(1 for a, b in itertools.pairwise(order) if b == a + 1)
+
+
+async def test_mixed_rows_share_their_transaction_and_keep_no_cast_order(system: Stack) -> None:
+    box = budget_box_id(2031, "metro")
+    await _open(system, box)
+    count = 3 * MIX_BATCH + 5
+    receipts: list[str] = []
+    for n in range(count):
+        options, group = _ballot(n)
+        receipts.append(await _cast(system, box, f"voter-{n:03}", options, group))
+        if n == MIX_BATCH - 1:
+            # the cast that filled the queue mixed it: one transaction id for the first batch
+            assert await _queued(system, box) == (0, 0)
+            await _assert_mixed(system, box, MIX_BATCH)
+    assert await _queued(system, box) == (count % MIX_BATCH,) * 2
+    before = await _count(system, box)
+    assert before.turnout == count
+
+    tally = await _close_and_count(system, box)
+    assert tally == before
+    rows = await _rows(
+        system, "SELECT receipt, option, voter_group FROM ballot_choices WHERE box_id = :b", b=box
+    )
+    assert tally.digest == _digest_of(rows)
+    await _assert_mixed(system, box, count)
+
+    # the heap order of the rows is not the cast order, for the choices nor for the voters
+    cast_order = {receipt: n for n, receipt in enumerate(receipts)}
+    heap = await _rows(
+        system,
+        "SELECT DISTINCT ON (receipt) receipt, ctid FROM ballot_choices WHERE box_id = :b "
+        "ORDER BY receipt, ctid",
+        b=box,
+    )
+    by_position = sorted(heap, key=lambda r: tuple(map(int, str(r[1]).strip("()").split(","))))
+    choice_order = [cast_order[str(r)] for r, _ in by_position]
+    voter_order = [
+        int(str(p).removeprefix("voter-"))
+        for (p,) in await _rows(
+            system,
+            "SELECT person_id FROM ballot_participations WHERE box_id = :b ORDER BY ctid",
+            b=box,
+        )
+    ]
+    for order in (choice_order, voter_order):
+        assert sorted(order) == list(range(count))
+        assert _runs(order) < count // 4, order
+
+
+async def test_exactly_once_while_batches_are_mixed_under_concurrent_casts(system: Stack) -> None:
+    box = budget_box_id(2032, "metro")
+    await _open(system, box)
+    for n in range(MIX_BATCH - 2):
+        await _cast(system, box, f"early-{n}", *_ballot(n))
+    # 20 requests of one person and 20 of twenty people race across the batch boundary
+    racing = [("racer", ["p1", "p2"], GENERAL)] * 20 + [
+        (f"late-{n}", *_ballot(n)) for n in range(20)
+    ]
+    results = await asyncio.gather(
+        *(_cast(system, box, person, options, group) for person, options, group in racing),
+        return_exceptions=True,
+    )
+    racer = results[:20]
+    assert len([r for r in racer if isinstance(r, str)]) == 1, racer
+    assert all(
+        isinstance(r, BallotRefused) and r.reason == "you have already voted in this ballot"
+        for r in racer
+        if not isinstance(r, str)
+    )
+    assert all(isinstance(r, str) for r in results[20:]), results[20:]
+    handed_out = {r for r in results if isinstance(r, str)}
+    ballots = MIX_BATCH - 2 + 21
+    voters = await _rows(
+        system,
+        "SELECT count(*), count(DISTINCT person_id) FROM ballot_participations WHERE box_id = :b",
+        b=box,
+    )
+    assert voters == [(ballots, ballots)]
+    choices = {
+        str(receipt): options
+        for receipt, options in await _rows(
+            system,
+            "SELECT receipt, array_agg(option ORDER BY option) FROM ballot_choices "
+            "WHERE box_id = :b GROUP BY receipt",
+            b=box,
+        )
+    }
+    assert len(choices) == ballots
+    assert handed_out <= set(choices)
+    racer_receipt = next(r for r in racer if isinstance(r, str))
+    assert choices[racer_receipt] == ["p1", "p2"]
+    for n, receipt in enumerate(results[20:]):
+        assert choices[str(receipt)] == sorted(_ballot(n)[0])
+
+    tally = await _close_and_count(system, box)
+    assert tally.turnout == ballots
+    await _assert_mixed(system, box, ballots)
+
+
+async def test_a_crash_before_or_during_a_mix_loses_and_doubles_nothing(system: Stack) -> None:
+    box = budget_box_id(2033, "metro")
+    await _open(system, box)
+    for n in range(MIX_BATCH - 1):
+        await _cast(system, box, f"voter-{n}", *_ballot(n))
+    # the cast that would mix dies before its commit: its ballot and the mix roll back
+    with pytest.raises(Crash):
+        async with system.sessions() as session, session.begin():
+            await cast(session, box_id=box, person_id="unlucky", options=["p1"], group=GENERAL)
+            assert (
+                await session.execute(
+                    text("SELECT count(*) FROM ballot_unmixed_choices WHERE box_id = :b"),
+                    {"b": box},
+                )
+            ).scalar_one() == 0
+            raise Crash
+    assert await _queued(system, box) == (MIX_BATCH - 1,) * 2
+    before = await _count(system, box)
+    assert before.turnout == MIX_BATCH - 1
+    # ballots cast and never mixed (the process died after each commit) are counted at close
+    tally = await _close_and_count(system, box)
+    assert tally == before
+    await _assert_mixed(system, box, MIX_BATCH - 1)
+    # a second close (a retried activity) mixes nothing more and counts the same
+    assert await _close_and_count(system, box) == tally
+
+
+async def test_a_short_last_batch_is_mixed_with_a_whole_earlier_one(system: Stack) -> None:
+    box = budget_box_id(2034, "metro")
+    await _open(system, box)
+    count = MIX_BATCH + 3
+    for n in range(count):
+        await _cast(system, box, f"voter-{n}", *_ballot(n))
+    before = await _count(system, box)
+    tally = await _close_and_count(system, box)
+    assert tally == before
+    rows = await _rows(
+        system, "SELECT receipt, option, voter_group FROM ballot_choices WHERE box_id = :b", b=box
+    )
+    assert tally.digest == _digest_of(rows)
+    await _assert_mixed(system, box, count)
