@@ -29,18 +29,19 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import WorkflowUpdateFailedError
 
 from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
 from api.budget import Year
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, not_found
 from api.idempotency import IdempotencyKey, run_once
-from api.proposal_service import decide_case, pinned_rules, timeline, update_id
+from api.proposal_service import decide_case, pinned_rules, refusal, timeline, update_id
 from api.schemas import Body, Page, SeoulTime, ShortText, Text, Timeline
 from models.budget_bodies import SQUARE, council_body, is_member
 from models.budget_tables import BudgetCycle, ProjectOpinion
 from models.case import Role
-from models.ids import project_workflow_id
+from models.ids import budget_cycle_workflow_id, project_workflow_id
 from models.project import (
     DELIBERATIVE,
     METRO,
@@ -58,6 +59,7 @@ from models.project import (
 )
 from models.project_tables import BudgetProject, ProjectObjection
 from models.sortition import DISTRICTS
+from workflows.budget import BudgetCycleWorkflow
 from workflows.project import ProjectWorkflow
 
 router = APIRouter(prefix="/v1", tags=["budget projects"])
@@ -444,14 +446,18 @@ async def _start_project(
         department=department,
         shortlisted=shortlisted,
     )
-    # The row and the workflow appear together: the workflow is started inside the
-    # transaction, and its first projection waits for the commit.
+    # The row and the workflow appear together: the cycle starts the project as its child
+    # inside the transaction, and the project's first projection waits for the commit.
+    cycle_handle = ctx.temporal.get_workflow_handle(budget_cycle_workflow_id(year))
     async with ctx.sessions() as session, session.begin():
         session.add(row)
         await session.flush()
-        await ctx.temporal.start_workflow(
-            ProjectWorkflow.run, start, id=row.workflow_id, task_queue=ctx.settings.task_queue
-        )
+        try:
+            await cycle_handle.execute_update(
+                BudgetCycleWorkflow.enter_project, start, id=f"enter-project-{project_id}"
+            )
+        except WorkflowUpdateFailedError as exc:
+            raise refusal(exc) from exc
     return project_out(row)
 
 

@@ -58,6 +58,15 @@ _ERROR_STATUS = {
 }
 
 
+def refusal(exc: WorkflowUpdateFailedError) -> Problem:
+    """The problem a workflow's refusal of an Update means (409, 403, 422, or 503 when busy);
+    anything else is raised as it is."""
+    cause = exc.cause
+    if not isinstance(cause, ApplicationError) or cause.type not in _ERROR_STATUS:
+        raise exc
+    return Problem(_ERROR_STATUS[ErrorType(cause.type)], cause.message)
+
+
 def to_out(row: Proposal) -> ProposalOut:
     return ProposalOut.model_validate(row, from_attributes=True)
 
@@ -326,14 +335,11 @@ async def decide_case(
             await asyncio.wait_for(accepted.result(), RESULT_PATIENCE_SECONDS)
             break
         except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            if not isinstance(cause, ApplicationError) or cause.type not in _ERROR_STATUS:
-                raise
-            kind = ErrorType(cause.type)
-            if kind is not ErrorType.BUSY:
-                raise Problem(_ERROR_STATUS[kind], cause.message) from exc
+            problem = refusal(exc)
+            if problem.status != _ERROR_STATUS[ErrorType.BUSY]:
+                raise problem from exc
             if loop.time() > busy_until:
-                raise unavailable(cause.message) from exc
+                raise unavailable(problem.detail) from exc
             with contextlib.suppress(RPCError):
                 # have the pending projection applied before retrying (workflows.common.Settles)
                 await handle.signal(SETTLE_SIGNAL)

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 import rulebooks
+from models.budget import BudgetCycleStart, BudgetCycleState
+from models.calendar import SEOUL
 from models.case import Actor, Role
-from models.ids import project_workflow_id
+from models.ids import budget_cycle_workflow_id, project_workflow_id
 from models.project import (
     CouncilReview,
     ProjectStart,
@@ -30,6 +32,7 @@ from tests.conftest import Stack
 from tests.helpers import Api, eventually, expect, expect_problem
 from tests.test_budget_cycle import advance_to, next_year, seoul, wait_phase
 from tests.workflow_stubs import stubbed_worker, time_skipping_env
+from workflows.budget import BudgetCycleWorkflow
 from workflows.project import ProjectWorkflow
 
 GENERAL_CAP = 4_000_000_000
@@ -314,3 +317,52 @@ async def test_a_linked_item_cannot_be_withdrawn_and_the_vote_decides() -> None:
     assert run.stubs.events(project_id) == ["submitted", "screened", "reviewed", "vote_counted"]
     last = run.stubs.timeline(project_id)[-1]
     assert last.stage == "selected" and "rank 1" in last.note
+
+
+async def test_each_project_is_a_child_of_the_cycle_and_outlives_its_continue_as_new() -> None:
+    """The cycle starts each project as its child (process.md §6); a project entered before the
+    cycle continues as new keeps running after it, and one is refused for a type not started."""
+    pinned = rulebooks.load("seoul-2021")
+    async with time_skipping_env() as env, stubbed_worker(env) as run:
+        year = (await env.get_current_time()).astimezone(SEOUL).year + 1
+        cycle_id = run.unique_id(budget_cycle_workflow_id(year))
+        start = BudgetCycleStart(year=year, rules=pinned, drop_ratio=0.1, max_history_events=40)
+        cycle = await run.start(BudgetCycleWorkflow.run, start, id=cycle_id)
+
+        def project(kind: str) -> ProjectStart:
+            return ProjectStart(
+                project_id=run.unique_id("p"),
+                year=year,
+                kind=kind,
+                proposer_id="person-1",
+                field="welfare",
+                cost_krw=1_000_000_000,
+                event=False,
+                districts=TWO,
+                rules=pinned,
+            )
+
+        with pytest.raises(WorkflowUpdateFailedError) as early:
+            await cycle.execute_update(BudgetCycleWorkflow.enter_project, project("metro"))
+        assert isinstance(early.value.cause, ApplicationError)
+        assert early.value.cause.type == "Conflict" and "not_started" in early.value.cause.message
+
+        now = await env.get_current_time()
+        await env.sleep((seoul(year, 1, 2) - now).total_seconds())
+        entered = project("metro")
+        child_id = await cycle.execute_update(BudgetCycleWorkflow.enter_project, entered)
+        assert child_id == project_workflow_id(entered.project_id)
+        described = await env.client.get_workflow_handle(child_id).describe()
+        assert described.parent_id == cycle_id
+        first_run = (await cycle.describe()).run_id
+
+        await env.sleep((seoul(year, 3, 2) - seoul(year, 1, 2)).total_seconds())
+        state: BudgetCycleState = await cycle.query(BudgetCycleWorkflow.state)
+        assert state.runs >= 1 and (await cycle.describe()).run_id != first_run
+        still = await env.client.get_workflow_handle(child_id).describe()
+        assert still.status == WorkflowExecutionStatus.RUNNING
+        # the project still takes decisions after its parent's run closed
+        screened = await env.client.get_workflow_handle(child_id).execute_update(
+            ProjectWorkflow.screen, Screening(actor_role="admin", eligible=True, reason="")
+        )
+        assert screened.status is ProjectStatus.ELIGIBLE

@@ -28,6 +28,7 @@ from workflows.common import (
     require_writable,
     tell_case,
 )
+from workflows.project import ProjectWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.budget import BudgetRecords
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from models.budget_bodies import ACTIVE, DRAWN, SQUARE
     from models.calendar import (
         CLOSED,
+        NOT_STARTED,
         in_seoul,
         move_phase_end,
         phase_at,
@@ -64,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.case import ErrorType, Role, TimelineEntry
     from models.ids import project_workflow_id
+    from models.project import ProjectStart
 
     # Imported here so the sandbox knows the module when it resolves the start's types.
     from models.rules import PinnedRules  # noqa: F401
@@ -407,6 +410,31 @@ class BudgetCycleWorkflow(Settles):
         require_text(request.reference, "reference")
         if len(set(request.project_ids)) != len(request.project_ids):
             raise reject(ErrorType.INVALID, "project_ids: each project once")
+
+    # ---- projects: each its own child workflow (process.md §5-6) -------------------------------
+
+    @workflow.update
+    async def enter_project(self, start: ProjectStart) -> str:
+        """Start a project as a child of the cycle. It is abandoned, not ended, when this run
+        continues as new or closes: a project outlives the run that entered it."""
+        child = await workflow.start_child_workflow(
+            ProjectWorkflow.run,
+            start,
+            id=project_workflow_id(start.project_id),
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+        )
+        return child.id
+
+    @enter_project.validator
+    def _validate_project(self, start: ProjectStart) -> None:
+        if start.year != self._start.year:
+            raise reject(
+                ErrorType.INVALID, f"year: the project is for {start.year}, not {self._start.year}"
+            )
+        current = self._state.phases.get(start.kind)
+        phase = NOT_STARTED if current is None else current.phase
+        if phase in (NOT_STARTED, CLOSED):
+            raise reject(ErrorType.CONFLICT, f"the cycle's {start.kind} type is {phase}")
 
     # ---- linked forums (process.md §4) ---------------------------------------------------------
 
