@@ -178,34 +178,32 @@ _CAST = text(
 )
 
 
+def _earlier_batch(name: str, key: str, table: str, queue: str) -> str:
+    """A CTE `name`: the `key`s of one whole earlier batch of `table` (the rows of one
+    transaction id, not queued), taken only when fewer than a batch were dequeued."""
+    return f"""{name} AS (
+            SELECT DISTINCT {key} FROM {table}
+             WHERE box_id = :box_id
+               AND (SELECT count(*) FROM dequeued_{queue}) BETWEEN 1 AND :batch - 1
+               AND {key} NOT IN (SELECT {key} FROM queued_{queue})
+               AND xmin = (
+                   SELECT xmin FROM {table}
+                    WHERE box_id = :box_id
+                      AND {key} NOT IN (SELECT {key} FROM queued_{queue})
+                    LIMIT 1)
+        )"""
+
+
 def _dequeue(*, top_up: bool) -> TextClause:
     """Take the box's queued ballots (those no other mixer holds) if there are at least
     `:least` of them, and delete their rows, returned to be written again. With `top_up`
     (at close) a batch smaller than `:batch` also takes one whole earlier batch (the rows of
     one transaction id), so that no batch, old or new, is left with fewer ballots."""
     extra = (
-        """
-        , extra_voters AS (
-            SELECT person_id FROM ballot_participations
-             WHERE box_id = :box_id
-               AND (SELECT count(*) FROM dequeued_voters) BETWEEN 1 AND :batch - 1
-               AND person_id NOT IN (SELECT person_id FROM queued_voters)
-               AND xmin = (
-                   SELECT xmin FROM ballot_participations
-                    WHERE box_id = :box_id
-                      AND person_id NOT IN (SELECT person_id FROM queued_voters)
-                    LIMIT 1)
-        ), extra_ballots AS (
-            SELECT DISTINCT receipt FROM ballot_choices
-             WHERE box_id = :box_id
-               AND (SELECT count(*) FROM dequeued_ballots) BETWEEN 1 AND :batch - 1
-               AND receipt NOT IN (SELECT receipt FROM queued_ballots)
-               AND xmin = (
-                   SELECT xmin FROM ballot_choices
-                    WHERE box_id = :box_id
-                      AND receipt NOT IN (SELECT receipt FROM queued_ballots)
-                    LIMIT 1)
-        ), voters AS (
+        f"""
+        , {_earlier_batch("extra_voters", "person_id", "ballot_participations", "voters")}
+        , {_earlier_batch("extra_ballots", "receipt", "ballot_choices", "ballots")}
+        , voters AS (
             SELECT person_id FROM dequeued_voters UNION ALL SELECT person_id FROM extra_voters
         ), ballots AS (
             SELECT receipt FROM dequeued_ballots UNION ALL SELECT receipt FROM extra_ballots
