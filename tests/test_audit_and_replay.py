@@ -35,6 +35,7 @@ RECORDED_PATHS = {
     "budget_cycle_overridden",
     "project_candidate_adjusted",
     "project_deliberative_resized",
+    "budget_cycle_metro_voted",
 }
 
 

@@ -204,6 +204,20 @@ async def test_a_whole_year_continues_as_new_and_projects_every_change_in_order(
         (event, kind) for kind in calendar for event in ("vote_opened", "vote_closed")
     )
     assert stubs.budget_boxes_opened == stubs.budget_boxes_closed == ["deliberative", "metro"]
+    # the metro vote opens on 1 August, when the deliberative one closes: it is not kept
+    # waiting by that count
+    vote_entries = {(e.event, e.note.split(":")[0]): e for e in everything}
+    opened, closed = (
+        vote_entries["vote_opened", "metro"],
+        vote_entries["vote_closed", "deliberative"],
+    )
+    assert opened.seq < closed.seq
+    assert closed.at - opened.at < timedelta(seconds=5)
+    # the last projection shows the cycle closed, with its last change
+    last = max(stubs.cycle_projections, key=lambda p: p.entry.seq)
+    assert last.entry.note.endswith("closed (the last phase is over)")
+    assert last.state.status.value == "closed"
+    assert all(p.state.status.value == "running" for p in stubs.cycle_projections if p is not last)
     entries = [e for e in everything if e.event == "phase_started"]
     for kind in calendar:
         expected = [NOT_STARTED] + [p.phase for p in phase_schedule(calendar, kind, year)]

@@ -10,6 +10,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from models.ids import budget_cycle_workflow_id
 from tests.helpers import Api, expect, expect_problem
 from tests.test_budget_cycle import advance_to, next_year, seoul, wait_phase
 from tests.test_projects import SCORES, screening, submit
@@ -42,7 +43,9 @@ async def _candidates(api: Api, year: int) -> dict[str, dict[str, Any]]:
     return projects
 
 
-async def test_the_august_vote_weights_groups_and_drops_the_lowest(api: Api) -> None:
+async def test_the_august_vote_weights_groups_and_drops_the_lowest(
+    api: Api, record_history: Any
+) -> None:
     admin = await api.official("admin")
     year = await next_year(api)
     expect(await api.post("/v1/budget-cycles", admin, {"year": year, "drop_ratio": 0.3}), 201)
@@ -145,3 +148,5 @@ async def test_the_august_vote_weights_groups_and_drops_the_lowest(api: Api) -> 
                 break
             await asyncio.sleep(0.1)
         assert project["status"] == status, (name, project)
+    # projects entered as the cycle's children, both votes counted: replayed in CI
+    await record_history("budget_cycle_metro_voted", budget_cycle_workflow_id(year))

@@ -76,6 +76,9 @@ BALLOT_BOXES_PATCH = "budget-cycle-ballot-boxes"
 #: Cycles that passed the deliberative shortlist's end before shortlists existed replay without
 #: telling the projects.
 SHORTLIST_PATCH = "budget-cycle-shortlist-results"
+#: Cycles that changed phase before it did each type's follow-up (a vote's count) right after
+#: recording that type's change; since, every change is recorded first, openings before closings.
+PHASES_FIRST_PATCH = "budget-cycle-phases-first"
 
 DELIBERATIVE = "deliberative"
 #: The deliberative phases (rulebook calendar) in which each write is taken.
@@ -144,9 +147,9 @@ class BudgetCycleWorkflow(Settles):
                 await workflow.wait_condition(lambda: self._rescheduled, timeout=timeout)
             except TimeoutError:
                 pass
-        self._state.status = CycleStatus.CLOSED
-        # The calendar is over. THE place for what later issues add after it (execution in
-        # Y+1, settlement): wait here for their signals instead of returning.
+        # The calendar is over (the status closed with the last change recorded). THE place
+        # for what later issues add after it (execution in Y+1, settlement): wait here for
+        # their signals instead of returning.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 
@@ -472,8 +475,13 @@ class BudgetCycleWorkflow(Settles):
         )
 
     async def _announce_changes(self) -> None:
-        """Record each type whose phase at `workflow.now()` differs from the one announced."""
+        """Record each type whose phase at `workflow.now()` differs from the one announced, then
+        do what the changes call for: open votes first, so that a type's vote opening at the
+        instant another's closes is not kept waiting by the count (interleaved, per type, in
+        cycles that predate `PHASES_FIRST_PATCH`)."""
         now = workflow.now()
+        changes: list[tuple[str, CyclePhase | None, str]] = []
+        phases_first = workflow.patched(PHASES_FIRST_PATCH)
         for kind, slots in self._state.schedules.items():
             schedule = [slot.scheduled() for slot in slots]
             phase = phase_at(schedule, now)
@@ -482,6 +490,8 @@ class BudgetCycleWorkflow(Settles):
                 continue
             ends_at = phase_ends_at(schedule, now)
             self._state.phases[kind] = CyclePhase(phase=phase, phase_ends_at=ends_at)
+            if all(p.phase == CLOSED for p in self._state.phases.values()):
+                self._state.status = CycleStatus.CLOSED
             if phase == CLOSED:
                 note = f"{kind}: closed (the last phase is over)"
             else:
@@ -492,22 +502,37 @@ class BudgetCycleWorkflow(Settles):
                     f"({self._start.rules.content_hash}), drop ratio {self._start.drop_ratio}"
                 )
             await self._record(phase, "phase_started", Role.SYSTEM, note)
-            if (
-                kind == DELIBERATIVE
-                and current is not None
-                and current.phase in SHORTLIST_PHASES
-                and workflow.patched(SHORTLIST_PATCH)
-            ):
-                await self._close_shortlists()
-            if phase != VOTE_PHASE and (current is None or current.phase != VOTE_PHASE):
-                continue
-            # Cycles that passed a vote phase before ballot boxes existed replay without them.
-            if not workflow.patched(BALLOT_BOXES_PATCH):
-                continue
-            if current is not None and current.phase == VOTE_PHASE:
-                await self._close_vote(kind)
-            if phase == VOTE_PHASE:
-                await self._open_vote(kind)
+            if phases_first:
+                changes.append((kind, current, phase))
+            else:
+                await self._follow_up(kind, current, phase, opening=True, closing=True)
+        for kind, current, phase in changes:
+            await self._follow_up(kind, current, phase, opening=True, closing=False)
+        for kind, current, phase in changes:
+            await self._follow_up(kind, current, phase, opening=False, closing=True)
+
+    async def _follow_up(
+        self, kind: str, current: CyclePhase | None, phase: str, *, opening: bool, closing: bool
+    ) -> None:
+        """What a type's change from `current` to `phase` calls for: with `opening`, the
+        shortlist results and a vote that opens; with `closing`, a vote that closes."""
+        if (
+            opening
+            and kind == DELIBERATIVE
+            and current is not None
+            and current.phase in SHORTLIST_PHASES
+            and workflow.patched(SHORTLIST_PATCH)
+        ):
+            await self._close_shortlists()
+        if phase != VOTE_PHASE and (current is None or current.phase != VOTE_PHASE):
+            return
+        # Cycles that passed a vote phase before ballot boxes existed replay without them.
+        if not workflow.patched(BALLOT_BOXES_PATCH):
+            return
+        if closing and current is not None and current.phase == VOTE_PHASE:
+            await self._close_vote(kind)
+        if opening and phase == VOTE_PHASE:
+            await self._open_vote(kind)
 
     async def _close_shortlists(self) -> None:
         """The shortlist phase is over: each deliberative project still submitted learns whether
