@@ -14,24 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 
 from fuzz import engine
-from minju.stack import free_port
-
-STARTUP_TIMEOUT = 180.0
-EXIT_TIMEOUT = 60.0
+from minju.launcher import minju_up
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -44,58 +33,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time-limit", type=float, default=3_000.0, help="seconds (overall)")
     parser.add_argument("--seed", type=int, help="replay a run (the report prints its seed)")
     return parser.parse_args(argv)
-
-
-@contextmanager
-def minju_up() -> Iterator[str]:
-    """`minju up --clock simulated` on free ports in a temporary directory; its base URL."""
-    base = Path(tempfile.mkdtemp(prefix="minju-fuzz-", dir="/tmp"))
-    port, temporal_port = free_port(), free_port()
-    log_path = base / "up.log"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "MINJU_JWT_SECRET", "MINJU_CLOCK")
-    }
-    minju = Path(sys.executable).parent / "minju"
-    argv = [str(minju), "up", "--clock", "simulated", "--port", str(port)]
-    argv += ["--temporal-port", str(temporal_port), "--data-dir", str(base / "data")]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(url, process, log_path)
-            print(f"fuzz: minju up is serving {url} (log: {log_path})", flush=True)
-            yield url
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(EXIT_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-    if process.returncode == 0:
-        shutil.rmtree(base, ignore_errors=True)
-    else:
-        print(f"fuzz: minju up exited with {process.returncode}; kept {base}", flush=True)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    last = ""
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"minju up exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            response = httpx.get(f"{url}/healthz", timeout=5)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.5)
-    raise SystemExit(f"/healthz not 200 within {STARTUP_TIMEOUT:.0f}s ({last})")
 
 
 async def _prepare(url: str) -> tuple[dict[str, object], list[engine.Identity], engine.Seeds]:
@@ -140,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         report = run(args.url.rstrip("/"), args)
     else:
-        with minju_up() as url:
-            report = run(url, args)
+        with minju_up(prefix="minju-fuzz-") as launched:
+            report = run(launched.url, args)
     print(report.render(), flush=True)
     short = report.requests < args.requests
     if short:

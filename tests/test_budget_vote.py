@@ -18,7 +18,7 @@ from tests.test_projects import SCORES, screening, submit
 BILLION = 1_000_000_000
 
 
-async def _candidates(api: Api, year: int) -> dict[str, dict[str, Any]]:
+async def walk_to_ballot(api: Api, year: int) -> dict[str, dict[str, Any]]:
     """Three candidates of one field, A (2 bn), B and C (1 bn each), walked to the ballot."""
     admin, committee = await api.official("admin"), await api.official("committee")
     proposer = await api.citizen()
@@ -49,7 +49,7 @@ async def test_the_august_vote_weights_groups_and_drops_the_lowest(
     admin = await api.official("admin")
     year = await next_year(api)
     expect(await api.post("/v1/budget-cycles", admin, {"year": year, "drop_ratio": 0.3}), 201)
-    projects = await _candidates(api, year)
+    projects = await walk_to_ballot(api, year)
     ids = {name: p["id"] for name, p in projects.items()}
     ballots_path = f"/v1/budget-cycles/{year}/ballots"
     results_path = f"/v1/budget-cycles/{year}/results"
