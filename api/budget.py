@@ -4,6 +4,7 @@ reads where it stands; the operations team may move a phase's end, audited."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -170,6 +171,8 @@ def _initial_state(start: BudgetCycleStart, now: datetime) -> BudgetCycleState:
     calendar = start.rules.rulebook.calendar
     assert calendar is not None
     state = BudgetCycleState(year=start.year)
+    state.linked_forums = list(start.linked_forums)
+    state.carried_over = list(start.carried_over)
     for kind in calendar:
         schedule = phase_schedule(calendar, kind, start.year)
         state.schedules[kind] = [PhaseSlot.of(p) for p in schedule]
@@ -533,6 +536,9 @@ async def budget_results_pabulib(
 # ---- the deliberative type: fields, bodies, shortlists (process.md §5) --------------------------
 
 FieldName = Annotated[str, PathParam(min_length=1, max_length=200, description="A field.")]
+#: The deliberative phases in which a council sets its shortlist (the workflow's rule; read
+#: here from the projection so that a late list is refused for its phase first).
+SHORTLIST_PHASES = ("shortlist",)
 KrwAmount = Annotated[int, Field(gt=0, le=10**15)]
 
 
@@ -579,6 +585,20 @@ class CouncilDecisionRequest(Body):
     resolution_ref: ShortText
 
 
+#: The workflow's refusals of bad input start with the name of what is wrong (`draw_id: ...`).
+_NAMED = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*)(?:: | is mandatory$)")
+
+
+def _named(problem: Problem, names: dict[str, str]) -> Problem:
+    """A workflow's 422 naming the field, as the API's own 422s do: the field its message
+    starts with, under the request's name for it (`names`)."""
+    found = _NAMED.match(problem.detail) if problem.status == 422 else None
+    if problem.field is not None or found is None:
+        return problem
+    field = names.get(found.group(1), found.group(1))
+    return Problem(problem.status, problem.detail, field=field, headers=problem.headers)
+
+
 async def _decide_cycle(
     ctx: AppContext,
     principal: Principal,
@@ -586,6 +606,7 @@ async def _decide_cycle(
     year: int,
     update: Any,
     command: Any,
+    names: dict[str, str] | None = None,
 ) -> BudgetCycleOut:
     """Run one of the cycle's Updates (the workflow checks the phase and the rules, refusing
     with nothing written) and answer with the cycle's projection once it has landed."""
@@ -595,15 +616,21 @@ async def _decide_cycle(
             return await cycle_view(session, await load_cycle(session, year))
 
     await reload_cycle()
-    return await decide_case(
-        ctx,
-        budget_cycle_workflow_id(year),
-        update,
-        command,
-        request_id=update_id(update.__name__, principal, idempotency_key),
-        reload_case=reload_cycle,
-        what="budget cycle",
-    )
+    try:
+        return await decide_case(
+            ctx,
+            budget_cycle_workflow_id(year),
+            update,
+            command,
+            request_id=update_id(update.__name__, principal, idempotency_key),
+            reload_case=reload_cycle,
+            what="budget cycle",
+        )
+    except Problem as problem:
+        named = _named(problem, names or {})
+        if named is problem:
+            raise
+        raise named from problem
 
 
 @router.put(
@@ -674,6 +701,17 @@ async def _form(
     state = await ctx.temporal.get_workflow_handle(budget_cycle_workflow_id(year)).query(
         BudgetCycleWorkflow.state
     )
+    formed = state.bodies.get(command.body)
+    if formed is None or (formed.draw_id, formed.active, formed.drawn) != (
+        command.draw_id,
+        len(command.active_ids),
+        len(command.drawn_ids),
+    ):
+        # The key is the update id: the workflow answered with the update first sent with it,
+        # which formed another body (or this one from another draw).
+        raise Problem(
+            422, "this Idempotency-Key was used for a different request", field="Idempotency-Key"
+        )
     out = _body_out(year, command.body, state)
     return JSONResponse(out.model_dump(mode="json"), status_code=201)
 
@@ -763,9 +801,18 @@ async def set_shortlist(
     idempotency_key: IdempotencyKey = None,
 ) -> BudgetCycleOut:
     async with ctx.sessions() as session:
-        await load_cycle(session, year)
+        cycle = await load_cycle(session, year)
         if not await is_member(session, year, council_body(field), principal.sub):
             raise Problem(403, f"only a member of the {field} citizen council sets its shortlist")
+        # The phase first: once the shortlist phase is over the projects have learned their
+        # result (no longer `submitted`), and a late list is 409 for its phase, not 422.
+        phase = _phase_of(cycle, "deliberative")
+        if phase not in SHORTLIST_PHASES:
+            raise Problem(
+                409,
+                f"the shortlist is taken in the {' or '.join(SHORTLIST_PHASES)} phase; "
+                f"the phase is deliberative {phase}",
+            )
         rows = (
             await session.exec(
                 select(BudgetProject).where(
@@ -825,6 +872,7 @@ async def _record_decision(
         )
     missing = [pid for pid in project_ids if pid not in known]
     field_name = "approved_project_ids" if decision == "assembly" else "adopted_project_ids"
+    reference_name = "minutes" if decision == "assembly" else "resolution_ref"
     if missing:
         raise Problem(
             422,
@@ -840,7 +888,13 @@ async def _record_decision(
         reference=reference,
     )
     return await _decide_cycle(
-        ctx, principal, idempotency_key, year, BudgetCycleWorkflow.record_decision, command
+        ctx,
+        principal,
+        idempotency_key,
+        year,
+        BudgetCycleWorkflow.record_decision,
+        command,
+        names={"project_ids": field_name, "reference": reference_name},
     )
 
 
