@@ -23,7 +23,16 @@ from api.context import AppContext, Ctx, Session
 from api.errors import Problem, ballot_problem, not_found
 from api.idempotency import IdempotencyKey, run_once
 from api.proposal_service import decide_case, pinned_rules, timeline, update_id
-from api.schemas import Body, IsoTime, RulebookName, SeoulTime, ShortText, Text, Timeline
+from api.schemas import (
+    Body,
+    IsoTime,
+    RulebookName,
+    SeoulTime,
+    ShortText,
+    Text,
+    Timeline,
+    seoul_times,
+)
 from models import selection
 from models.ballot_box import BallotRefused, BoxTally, budget_box_id, cast, count_box, voter_group
 from models.budget import (
@@ -149,11 +158,11 @@ async def cycle_view(session: AsyncSession, row: BudgetCycle) -> BudgetCycleOut:
         status=row.status,
         phases={kind: PhaseOut.model_validate(value) for kind, value in row.phases.items()},
         fields=fields,
-        linked_forums=[f for f in row.linked_forums if "carried_over_to" not in f],
-        carried_over=[f for f in row.linked_forums if "carried_over_to" in f],
+        linked_forums=seoul_times([f for f in row.linked_forums if "carried_over_to" not in f]),
+        carried_over=seoul_times([f for f in row.linked_forums if "carried_over_to" in f]),
         totals=totals,
-        bodies=row.bodies,
-        decisions=row.decisions,
+        bodies=seoul_times(row.bodies),
+        decisions=seoul_times(row.decisions),
         created_at=row.created_at,
     )
 
@@ -346,6 +355,9 @@ class BudgetResultsOut(BaseModel):
     digest: str
     #: Whether a recount of the box now gives the counts and digest the workflow recorded.
     matches_recorded_tally: bool
+    #: Whether the selection recomputed from the recount is the one the workflow recorded
+    #: at the close (each project's rank and outcome, per field).
+    matches_recorded_selection: bool
     #: Field -> the ranking with each group's approvals, the weighted score, the cost and
     #: `selected | dropped`, the drop line and the totals.
     fields: dict[str, dict[str, Any]]
@@ -446,7 +458,8 @@ async def _recounted(
         approvals=recount.approvals,
         digest=recount.digest,
     )
-    rule, results = select_vote(recounted, rules.rulebook, row.drop_ratio)
+    allocations = {str(f["field"]): int(f["allocation_krw"]) for f in row.fields}
+    rule, results = select_vote(recounted, rules.rulebook, row.drop_ratio, allocations)
     return row, vote, recount, rules, rule, results
 
 
@@ -455,8 +468,10 @@ async def _recounted(
     response_model=BudgetResultsOut,
     description=(
         "After the close only (409 before: nobody sees counts while a vote runs). The box is "
-        "recounted from Postgres and the selection recomputed with the rulebook's rule; "
-        "`matches_recorded_tally` compares the recount with what the workflow recorded."
+        "recounted from Postgres and the selection recomputed with the rulebook's rule (and, "
+        "for the deliberative type, each field's allocation); `matches_recorded_tally` "
+        "compares the recount with the counts and digest the workflow recorded, "
+        "`matches_recorded_selection` the recomputed selection with the one it recorded."
     ),
 )
 async def budget_results(
@@ -473,6 +488,7 @@ async def budget_results(
         vote.digest,
     )
     weights = rules.rulebook.vote.exact_weights() if rules.rulebook.vote is not None else {}
+    fields = {name: result.to_dict() for name, result in results.items()}
     return BudgetResultsOut(
         year=year,
         kind=kind,
@@ -483,7 +499,8 @@ async def budget_results(
         turnout=recount.turnout,
         digest=recount.digest,
         matches_recorded_tally=matches,
-        fields={name: result.to_dict() for name, result in results.items()},
+        matches_recorded_selection=fields == vote.results,
+        fields=fields,
     )
 
 

@@ -19,6 +19,26 @@ from models.calendar import in_seoul
 from models.text import unwritable_reason
 
 SeoulTime = Annotated[datetime, PlainSerializer(lambda v: in_seoul(v).isoformat(), return_type=str)]
+
+
+def seoul_times(value: Any) -> Any:
+    """`value` (JSON from a projection) with every `*_at` time shown in Seoul time, as the
+    typed fields (`SeoulTime`) are."""
+    if isinstance(value, list):
+        return [seoul_times(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    shown: dict[str, Any] = {}
+    for key, item in value.items():
+        if key.endswith("_at") and isinstance(item, str):
+            try:
+                item = in_seoul(datetime.fromisoformat(item)).isoformat()
+            except ValueError:
+                pass
+        shown[key] = seoul_times(item)
+    return shown
+
+
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Department = Annotated[

@@ -36,6 +36,7 @@ RECORDED_PATHS = {
     "project_candidate_adjusted",
     "project_deliberative_resized",
     "budget_cycle_metro_voted",
+    "budget_cycle_deliberative_voted",
 }
 
 

@@ -116,6 +116,7 @@ async def test_the_august_vote_weights_groups_and_drops_the_lowest(
         await asyncio.sleep(0.1)
     results = expect(answer, 200)
     assert results["rule"] == "drop_lowest" and results["matches_recorded_tally"] is True
+    assert results["matches_recorded_selection"] is True
     # the racer's one ballot counts too: 11 general ballots, 10 of graduates
     assert results["ballots"] == {"general": 11, "budget_school": 10}
     assert results["digest"].startswith("sha256:")

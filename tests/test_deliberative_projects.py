@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 import rulebooks
 from models.budget_bodies import SQUARE, add_members, council_body
 from models.case import Actor, Role
-from models.ids import project_workflow_id
+from models.ids import budget_cycle_workflow_id, project_workflow_id
 from models.project import (
     Deliberation,
     ProjectStart,
@@ -377,6 +377,21 @@ async def test_a_deliberative_project_from_its_entry_to_the_vote(
         "vote_counted",
     ]
     await record_history("project_deliberative_resized", project_workflow_id(programme["id"]))
+
+    # the results recount the box and select again to each field's level, as the cycle did
+    results_path = f"/v1/budget-cycles/{year}/results"
+    results = expect(await api.http.get(results_path, params={"kind": "deliberative"}), 200)
+    assert results["rule"] == "select_to_level"
+    assert results["matches_recorded_tally"] is True
+    assert results["matches_recorded_selection"] is True
+    outcome = {p["project_id"]: p for p in results["fields"]["welfare"]["projects"]}
+    assert outcome[programme["id"]]["status"] == "selected"
+    pabulib = await api.http.get(f"{results_path}.pb", params={"kind": "deliberative"})
+    assert pabulib.status_code == 200, pabulib.text
+    # to the level: greedy by rank within the allocation + 5 % (deliberative.level_tolerance)
+    assert programme["id"] in pabulib.text and "selection.rule=greedy" in pabulib.text
+    assert "\nbudget;10500000000\n" in pabulib.text
+    await record_history("budget_cycle_deliberative_voted", budget_cycle_workflow_id(year))
 
 
 # ---- the workflow alone, with stubbed activities (tests/workflow_stubs.py) ----------------------

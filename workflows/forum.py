@@ -55,6 +55,9 @@ def eligible_for_deliberation(kind: ForumKind, tally: OpinionTally, threshold: i
 #: The hand-off tells the budget-year cycles (the one the forum joins, and the one it was
 #: carried over from), which also read the forums' projections when they start.
 TELLS_CYCLES_PATCH = "forum-tells-budget-cycles"
+#: The hand-off's year (and the closing time told to the cycles) comes from the forum's
+#: scheduled close; forums handed over before read the clock when the count was done.
+SCHEDULED_CLOSE_PATCH = "forum-hands-off-at-scheduled-close"
 
 
 @workflow.defn
@@ -146,7 +149,12 @@ class ForumWorkflow(CaseRecorder):
         `GET /v1/forums?budget_year=` lists it; the budget-year cycle takes its forums from
         there.
         """
-        year, carried_over = deliberation_year(workflow.now(), window_start, window_end)
+        closed_at = workflow.now()
+        if workflow.patched(SCHEDULED_CLOSE_PATCH) and self._state.closes_at is not None:
+            # the scheduled close, not the moment the count finished: a forum closing at
+            # 23:59:59 on 31 August whose count ends after midnight is not carried over
+            closed_at = self._state.closes_at
+        year, carried_over = deliberation_year(closed_at, window_start, window_end)
         self._state.budget_year = year
         self._state.carried_over = carried_over
         await self._record(
@@ -158,7 +166,6 @@ class ForumWorkflow(CaseRecorder):
         # Forums handed over before their cycles heard of it replay without telling them.
         if not workflow.patched(TELLS_CYCLES_PATCH):
             return
-        closed_at = workflow.now()
         origin = year - 1 if carried_over else None
         joined = LinkedForum(self._start.forum_id, closed_at, carried_over_from=origin)
         await tell_case(budget_cycle_workflow_id(year), "linked_forum", joined)
