@@ -147,7 +147,7 @@ def _principal_from(request: Request) -> Principal | None:
     )
 
 
-def current_principal(request: Request) -> Principal:
+async def current_principal(request: Request) -> Principal:
     principal = _principal_from(request)
     if principal is None:
         raise Problem(401, "this endpoint needs a bearer token")

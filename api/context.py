@@ -66,13 +66,19 @@ class AppContext:
             await action(self)
 
 
-def get_context(request: Request) -> AppContext:
+def _context_of(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
 
+async def get_context(request: Request) -> AppContext:
+    """Async, as every dependency here: FastAPI runs a plain `def` in its thread pool, a
+    thread hop per request that showed in the ballot path's profile."""
+    return _context_of(request)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_context(request).sessions() as session:
+    async with _context_of(request).sessions() as session:
         yield session
 
 

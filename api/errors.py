@@ -130,7 +130,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def reject_unwritable_parameters(request: Request) -> None:
+async def reject_unwritable_parameters(request: Request) -> None:
     """Path segments, query parameters and the idempotency key: one check for every route."""
     for where, params in (("path", request.path_params), ("query", request.query_params)):
         for name, value in params.items():
