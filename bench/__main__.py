@@ -15,6 +15,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bench import ballots
+from bench import replay as replay_bench
+from bench import supports as supports_bench
+from bench import tally as tally_bench
 from bench.harness import Figure
 
 Benchmark = Callable[[float], Coroutine[Any, Any, list[Figure]]]
@@ -22,6 +25,9 @@ Benchmark = Callable[[float], Coroutine[Any, Any, list[Figure]]]
 BENCHMARKS: dict[str, Benchmark] = {
     "ballots": ballots.proposal_ballots,
     "budget-ballots": ballots.budget_ballots,
+    "tally": tally_bench.tally,
+    "replay": replay_bench.replay,
+    "supports": supports_bench.supports,
 }
 
 
