@@ -369,35 +369,56 @@ async def cast(
 #: The digest's lines: `receipt:option:group`, sorted by receipt then option, each ending in a
 #: newline. A proposal's yes/no box keeps the lines of its first version, `receipt:choice`
 #: sorted by receipt, so recounts of votes closed before the box was shared still match.
-_COUNT = text(
-    """
-    WITH counted AS (
-        SELECT receipt, option, voter_group FROM ballot_choices WHERE box_id = :box_id
+#:
+#: Nothing is sorted: the primary key of `ballot_choices` is (box, receipt, option) and
+#: carries the voter group (migration 0011), so one index-only scan reads the box's rows in
+#: the digest's order, with every column a line needs, and the ordered `string_agg` takes
+#: them as they come. The approvals are a hash aggregate of the same rows; the ballots per
+#: group are the approvals per group when a ballot approves at most one option (a proposal),
+#: else the receipts of each group, counted off the same ordered scan (a ballot's rows share
+#: its group: a cast writes them so).
+def _count(*, legacy: bool) -> TextClause:
+    line = "receipt || ':' || option" + ("" if legacy else " || ':' || voter_group")
+    return text(
+        f"""
+        WITH per_pair AS (
+            SELECT option, voter_group, count(*) AS n FROM ballot_choices
+             WHERE box_id = :box_id GROUP BY 1, 2
+        ), single AS (
+            SELECT coalesce((SELECT max_choices = 1 FROM ballot_boxes WHERE id = :box_id), false)
+                AS one
+        )
+        SELECT
+            (SELECT coalesce(jsonb_object_agg(option, groups), '{{}}'::jsonb) FROM (
+                SELECT option, jsonb_object_agg(voter_group, n) AS groups FROM per_pair
+                 GROUP BY option
+            ) per_option) AS approvals,
+            (SELECT coalesce(jsonb_object_agg(voter_group, n), '{{}}'::jsonb) FROM (
+                SELECT voter_group, sum(n) AS n FROM per_pair
+                 WHERE (SELECT one FROM single) GROUP BY 1
+                UNION ALL
+                SELECT voter_group, count(*) AS n FROM (
+                    SELECT min(voter_group) AS voter_group FROM ballot_choices
+                     WHERE box_id = :box_id AND NOT (SELECT one FROM single)
+                     GROUP BY receipt
+                ) per_ballot GROUP BY 1
+            ) per_group) AS ballots,
+            encode(sha256(convert_to(coalesce((
+                SELECT string_agg({line}, E'\\n' ORDER BY receipt, option) || E'\\n'
+                  FROM ballot_choices WHERE box_id = :box_id), ''), 'UTF8')), 'hex') AS digest
+        """
     )
-    SELECT
-        (SELECT coalesce(jsonb_object_agg(option, groups), '{}'::jsonb) FROM (
-            SELECT option, jsonb_object_agg(voter_group, n) AS groups FROM (
-                SELECT option, voter_group, count(*) AS n FROM counted GROUP BY 1, 2
-            ) per_group GROUP BY option
-        ) per_option) AS approvals,
-        (SELECT coalesce(jsonb_object_agg(voter_group, n), '{}'::jsonb) FROM (
-            SELECT voter_group, count(DISTINCT receipt) AS n FROM counted GROUP BY 1
-        ) per_group) AS ballots,
-        encode(sha256(convert_to(coalesce((
-            SELECT string_agg(
-                CASE WHEN :legacy THEN receipt || ':' || option
-                     ELSE receipt || ':' || option || ':' || voter_group END || E'\\n',
-                '' ORDER BY receipt, option)
-              FROM counted), ''), 'UTF8')), 'hex') AS digest
-    """
-)
+
+
+_COUNT = _count(legacy=False)
+_COUNT_LEGACY = _count(legacy=True)
 
 
 async def count_box(session: AsyncSession, box_id: str) -> BoxTally:
     """Count the box in SQL, with the digest of the exact rows counted. Mixing moves no ballot
     out of `ballot_choices`, so an open box counts whole too, and a mix changes no digest."""
     legacy = box_id.startswith("proposal:")
-    row = (await session.execute(_COUNT, {"box_id": box_id, "legacy": legacy})).one()
+    row = (await session.execute(_COUNT_LEGACY if legacy else _COUNT, {"box_id": box_id})).one()
     approvals = {
         option: {group: int(n) for group, n in groups.items()}
         for option, groups in row.approvals.items()
