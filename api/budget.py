@@ -390,13 +390,10 @@ async def cast_budget_ballot(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     require_eligible(principal)
-    async with ctx.sessions() as session:
-        row = await load_cycle(session, year)
-    phase = _phase_of(row, body.kind)
-    if phase != VOTE_PHASE:
-        raise Problem(409, f"the {body.kind} vote is not open: the phase is {phase}")
 
     async def cast_it(unit: AppContext) -> BudgetBallotReceipt:
+        # The box is open exactly while the vote is: the cycle is read only to say why a
+        # ballot was refused (the phase), not on every ballot.
         try:
             async with unit.sessions() as session, session.begin():
                 receipt = await cast(
@@ -407,6 +404,13 @@ async def cast_budget_ballot(
                     group=voter_group(budget_school=principal.budget_school),
                 )
         except BallotRefused as refused:
+            if refused.field is None:
+                async with unit.sessions() as session:
+                    phase = _phase_of(await load_cycle(session, year), body.kind)
+                if phase != VOTE_PHASE:
+                    raise Problem(
+                        409, f"the {body.kind} vote is not open: the phase is {phase}"
+                    ) from refused
             raise ballot_problem(refused) from refused
         return BudgetBallotReceipt(receipt=receipt)
 

@@ -28,6 +28,7 @@ SHA-256 digest of the exact rows counted, so that an auditor holding the rows ca
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,14 +149,16 @@ _RECEIPT = "left(encode(sha256(token), 'hex'), 32)"
 #: hash of the box id; two boxes sharing it only mix one after the other).
 _MIXER_LOCK = 0x6D6978
 
-#: One round trip: the participation (whose primary key refuses a second ballot), the choice
-#: rows only if it was new, both queued for the mixer, and whether this cast mixes: the queue
-#: is full and no other transaction is mixing the box (it would hold the advisory lock, and
-#: the queued rows it took still count, so trying alongside it would find them locked).
-_CAST = text(
-    """
-    WITH voter AS (
-        INSERT INTO ballot_participations (box_id, person_id) VALUES (:box_id, :person_id)
+#: The ballot's rows, for a `gate` CTE that yields the box's id once if the ballot may be cast
+#: (and locks what a close must wait for): the participation (whose primary key refuses a
+#: second ballot), the choice rows only if it was new, both queued for the mixer, and whether
+#: this cast mixes: the queue is full and no other transaction is mixing the box (it would hold
+#: the advisory lock, and the queued rows it took still count, so trying alongside it would
+#: find them locked). One statement, one round trip.
+_CAST_ROWS = """
+    , voter AS (
+        INSERT INTO ballot_participations (box_id, person_id)
+        SELECT id, :person_id FROM gate
         ON CONFLICT DO NOTHING RETURNING box_id
     ), queued_voter AS (
         INSERT INTO ballot_unmixed_participations (box_id, person_id)
@@ -168,14 +171,117 @@ _CAST = text(
     ), queued_ballot AS (
         INSERT INTO ballot_unmixed_choices (box_id, token) SELECT box_id, :token FROM voter
     )
-    SELECT EXISTS (SELECT 1 FROM voter) AS taken,
+    SELECT EXISTS (SELECT 1 FROM gate) AS open,
+           EXISTS (SELECT 1 FROM voter) AS taken,
            CASE WHEN EXISTS (SELECT 1 FROM voter)
                  AND (SELECT count(*) FROM ballot_unmixed_choices WHERE box_id = :box_id)
                      >= :batch - 1
                 THEN pg_try_advisory_xact_lock(:mixer, hashtext(:box_id))
                 ELSE false END AS mix
+"""
+#: A box open for ballots that takes this one (its options, the voter's group, how many
+#: choices), held against its close (which locks it for update) until commit.
+_CAST = text(
     """
+    WITH gate AS (
+        SELECT id FROM ballot_boxes
+         WHERE id = :box_id AND opened_at IS NOT NULL AND closed_at IS NULL
+           AND options @> CAST(:options_json AS jsonb) AND groups ? :voter_group
+           AND (max_choices IS NULL OR max_choices >= :choices)
+           FOR SHARE
+    )
+    """
+    + _CAST_ROWS
 )
+#: A proposal in its vote, held against its tally (which locks it for update) until commit; its
+#: box is created with the first ballot (the row is seen by the foreign keys at the statement's
+#: end).
+_CAST_PROPOSAL = text(
+    """
+    WITH voting AS (
+        SELECT id FROM proposals
+         WHERE id = :proposal_id AND status = :voting AND tallied_at IS NULL
+           FOR SHARE
+    ), opened AS (
+        INSERT INTO ballot_boxes (id, kind, case_id, options, groups, max_choices, opened_at)
+        SELECT :box_id, 'proposal', id, CAST(:box_options AS jsonb), CAST(:box_groups AS jsonb),
+               1, :now
+          FROM voting
+        ON CONFLICT DO NOTHING
+    ), gate AS (SELECT CAST(:box_id AS text) AS id FROM voting)
+    """
+    + _CAST_ROWS
+)
+
+
+@dataclass(frozen=True)
+class _BoxRules:
+    """What a box takes (fixed when it is created, never updated)."""
+
+    options: tuple[str, ...]
+    groups: tuple[str, ...]
+    max_choices: int | None
+
+
+def _distinct(options: Sequence[str]) -> list[str]:
+    """The options a ballot approves: at least one, each once."""
+    chosen = list(dict.fromkeys(options))
+    if not chosen:
+        raise BallotRefused("a ballot approves at least one option", field="options")
+    if len(chosen) != len(options):
+        raise BallotRefused("an option is named twice", field="options")
+    return chosen
+
+
+def _check_choices(rules: _BoxRules, options: Sequence[str], group: str) -> list[str]:
+    chosen = _distinct(options)
+    unknown = [o for o in chosen if o not in rules.options]
+    if unknown:
+        raise BallotRefused(f"not on this ballot: {', '.join(unknown)}", field="options")
+    if rules.max_choices is not None and len(chosen) > rules.max_choices:
+        raise BallotRefused(f"a ballot approves at most {rules.max_choices}", field="options")
+    if group not in rules.groups:
+        raise BallotRefused(f"voter group {group!r} does not vote here", field="group")
+    return chosen
+
+
+async def _cast_rows(
+    session: AsyncSession,
+    statement: TextClause,
+    *,
+    box_id: str,
+    person_id: str,
+    chosen: Sequence[str],
+    group: str,
+    **gate: object,
+) -> tuple[bool, str]:
+    """Run a cast statement; (whether its gate let the ballot in, the receipt). A second
+    ballot by the same person is refused; a full queue is mixed in the caller's transaction."""
+    token = secrets.token_bytes(16)
+    receipt = receipt_of(token)
+    row = (
+        await session.execute(
+            statement,
+            {
+                "box_id": box_id,
+                "person_id": person_id,
+                "receipt": receipt,
+                "options": list(chosen),
+                "voter_group": group,
+                "token": token,
+                "batch": MIX_BATCH,
+                "mixer": _MIXER_LOCK,
+                **gate,
+            },
+        )
+    ).one()
+    if not row.open:
+        return False, receipt
+    if not row.taken:
+        raise BallotRefused("you have already voted in this ballot")
+    if row.mix:
+        await _mix(session, box_id, least=MIX_BATCH)
+    return True, receipt
 
 
 def _earlier_batch(name: str, key: str, table: str, queue: str) -> str:
@@ -309,8 +415,27 @@ async def cast(
     group: str,
 ) -> str:
     """Record one person's ballot approving `options`, or refuse it; returns the receipt.
-    The caller owns the transaction; a cast that finds the box's queue full mixes it in that
+    The caller owns the transaction. One statement when the box takes the ballot (a refusal
+    reads the box to say why); a cast that finds the box's queue full mixes it in that
     transaction (two more round trips, about once per `MIX_BATCH` casts)."""
+    chosen = _distinct(options)
+    taken, receipt = await _cast_rows(
+        session,
+        _CAST,
+        box_id=box_id,
+        person_id=person_id,
+        chosen=chosen,
+        group=group,
+        options_json=json.dumps(chosen),
+        choices=len(chosen),
+    )
+    if not taken:
+        await _refusal(session, box_id, options, group)
+    return receipt
+
+
+async def _refusal(session: AsyncSession, box_id: str, options: Sequence[str], group: str) -> None:
+    """Why the box did not take the ballot (always raises)."""
     box = (
         await session.execute(
             sqlalchemy.select(
@@ -319,9 +444,7 @@ async def cast(
                 col(BallotBox.max_choices),
                 col(BallotBox.opened_at),
                 col(BallotBox.closed_at),
-            )
-            .where(col(BallotBox.id) == box_id)
-            .with_for_update(read=True)
+            ).where(col(BallotBox.id) == box_id)
         )
     ).one_or_none()
     if box is None:
@@ -330,40 +453,10 @@ async def cast(
         raise BallotRefused(
             "the vote is not open" if box.closed_at is None else "the vote is closed"
         )
-    chosen = list(dict.fromkeys(options))
-    if not chosen:
-        raise BallotRefused("a ballot approves at least one option", field="options")
-    if len(chosen) != len(options):
-        raise BallotRefused("an option is named twice", field="options")
-    unknown = [o for o in chosen if o not in box.options]
-    if unknown:
-        raise BallotRefused(f"not on this ballot: {', '.join(unknown)}", field="options")
-    if box.max_choices is not None and len(chosen) > box.max_choices:
-        raise BallotRefused(f"a ballot approves at most {box.max_choices}", field="options")
-    if group not in box.groups:
-        raise BallotRefused(f"voter group {group!r} does not vote here", field="group")
-    token = secrets.token_bytes(16)
-    receipt = receipt_of(token)
-    row = (
-        await session.execute(
-            _CAST,
-            {
-                "box_id": box_id,
-                "person_id": person_id,
-                "receipt": receipt,
-                "options": chosen,
-                "voter_group": group,
-                "token": token,
-                "batch": MIX_BATCH,
-                "mixer": _MIXER_LOCK,
-            },
-        )
-    ).one()
-    if not row.taken:
-        raise BallotRefused("you have already voted in this ballot")
-    if row.mix:
-        await _mix(session, box_id, least=MIX_BATCH)
-    return receipt
+    _check_choices(
+        _BoxRules(tuple(box.options), tuple(box.groups), box.max_choices), options, group
+    )
+    raise BallotRefused("the vote is not open")
 
 
 #: The digest's lines: `receipt:option:group`, sorted by receipt then option, each ending in a
@@ -430,6 +523,10 @@ async def count_box(session: AsyncSession, box_id: str) -> BoxTally:
 # ---- the proposal vote (process.md §1) on the shared box -----------------------------------
 
 
+#: A proposal's box: yes or no, one choice, every voter in one group.
+_PROPOSAL_RULES = _BoxRules(PROPOSAL_OPTIONS, VOTER_GROUPS, 1)
+
+
 async def cast_proposal_ballot(
     session: AsyncSession,
     *,
@@ -439,39 +536,38 @@ async def cast_proposal_ballot(
     group: str = GENERAL,
     now: datetime,
 ) -> str:
-    """A yes/no ballot on a proposal in its vote; its box opens with the first ballot while
-    the projection shows the proposal voting (the workflow owns the stage)."""
-    row = (
-        await session.execute(
-            select(col(Proposal.status), col(Proposal.tallied_at))
-            .where(col(Proposal.id) == proposal_id)
-            .with_for_update(read=True)
-        )
-    ).one_or_none()
-    if row is None:
-        raise BallotRefused("no such proposal", not_found=True)
-    if row.status != Status.VOTING.value or row.tallied_at is not None:
-        raise BallotRefused(f"the vote is not open (the proposal is {row.status})")
+    """A yes/no ballot on a proposal in its vote, in one statement; its box opens with the
+    first ballot while the projection shows the proposal voting (the workflow owns the
+    stage)."""
     if choice not in PROPOSAL_OPTIONS:
         raise BallotRefused("choice must be yes or no", field="choice")
-    box_id = proposal_box_id(proposal_id)
-    await open_box(
-        session,
-        box_id,
-        kind="proposal",
-        case_id=proposal_id,
-        options=PROPOSAL_OPTIONS,
-        max_choices=1,
-        now=now,
-    )
+    chosen = _check_choices(_PROPOSAL_RULES, [choice], group)
     try:
-        return await cast(
-            session, box_id=box_id, person_id=person_id, options=[choice], group=group
+        taken, receipt = await _cast_rows(
+            session,
+            _CAST_PROPOSAL,
+            box_id=proposal_box_id(proposal_id),
+            person_id=person_id,
+            chosen=chosen,
+            group=group,
+            proposal_id=proposal_id,
+            voting=Status.VOTING.value,
+            box_options=json.dumps(list(_PROPOSAL_RULES.options)),
+            box_groups=json.dumps(list(_PROPOSAL_RULES.groups)),
+            now=now,
         )
     except BallotRefused as refused:
-        if refused.reason == "you have already voted in this ballot":
-            raise BallotRefused("you have already voted on this proposal") from refused
-        raise
+        raise BallotRefused("you have already voted on this proposal") from refused
+    if not taken:
+        status = (
+            await session.execute(
+                select(col(Proposal.status)).where(col(Proposal.id) == proposal_id)
+            )
+        ).scalar_one_or_none()
+        if status is None:
+            raise BallotRefused("no such proposal", not_found=True)
+        raise BallotRefused(f"the vote is not open (the proposal is {status})")
+    return receipt
 
 
 async def count_proposal_ballots(session: AsyncSession, proposal_id: str) -> Tally:
