@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, text
 from sqlmodel import col
+from temporalio.api.enums.v1 import EventType
 
+from api import signal_outbox
+from api.context import AppContext
+from minju.clock import clock_for
+from models.ids import proposal_workflow_id
 from models.tables import BallotChoice, BallotParticipation, Support
 from tests.conftest import Stack
 from tests.helpers import Api
@@ -76,3 +82,35 @@ async def test_ballots_keep_who_and_what_apart(system: Stack) -> None:
         choice = {r[0] for r in await session.execute(query, {"table": "ballot_choices"})}
     assert participation == {"box_id", "person_id"}
     assert choice == {"box_id", "receipt", "option", "voter_group"}
+
+
+async def test_a_pending_signal_is_sent_once_by_racing_senders(api: Api, system: Stack) -> None:
+    """The sender after a commit and the relay may find the same pending row: it is claimed
+    by one of them, so the workflow receives its signal once, and the row is gone."""
+    pid = (await api.propose(await api.citizen()))["id"]
+    workflow_id = proposal_workflow_id(pid)
+    ctx = AppContext(
+        settings=system.settings,
+        engine=system.engine,
+        sessions=system.sessions,
+        temporal=system.temporal,
+        clock=clock_for(system.settings.clock_mode, system.temporal),
+    )
+    signal = (workflow_id, "support_threshold_reached", datetime.now(UTC))
+    async with system.sessions() as session, session.begin():
+        await signal_outbox.enqueue(session, signal)
+    results = await asyncio.gather(
+        *(signal_outbox.send(ctx, [signal]) for _ in range(5)),
+        signal_outbox.relay_once(ctx),
+    )
+    assert all(results)
+    history = await system.temporal.get_workflow_handle(workflow_id).fetch_history()
+    signalled = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert signalled.count("support_threshold_reached") == 1
+    async with system.sessions() as session:
+        left = (await session.execute(text("SELECT count(*) FROM pending_signals"))).scalar_one()
+    assert left == 0
