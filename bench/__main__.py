@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bench import ballots
+from bench import decisions as decisions_bench
 from bench import replay as replay_bench
 from bench import supports as supports_bench
 from bench import tally as tally_bench
@@ -28,6 +29,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "tally": tally_bench.tally,
     "replay": replay_bench.replay,
     "supports": supports_bench.supports,
+    "decisions": decisions_bench.decisions,
+    "live-cases": decisions_bench.live_cases,
 }
 
 
