@@ -39,7 +39,8 @@ SUPPORTS = 10
 #: How many requests prepare cases at once.
 CONCURRENCY = 16
 #: The live waiting cases of `live-cases` (an environment variable, as `python -m bench` takes
-#: only --seconds): creating 10,000 takes about a minute and a half on 2 cores.
+#: only --seconds): creating 10,000 takes about 7 minutes on the shared 2-core machine (about
+#: 24 cases/s, the worker's workflow tasks being the bound), the longest part of `make bench`.
 LIVE_CASES = int(os.environ.get("MINJU_BENCH_LIVE_CASES", "10000"))
 DECISION_GOAL = "≤ 1.5x the bare Update, with Postgres up to date when the API answers"
 LIVE_GOAL = "≤ 1.2x the decision latency with none"
@@ -253,6 +254,11 @@ async def live_cases(seconds: float) -> list[Figure]:
             without = await decide(bench, db, alone)
             worker_before, temporal_before = _tree_rss(bench.pid), _temporal_rss()
 
+            print(
+                f"  creating {LIVE_CASES:,} live cases (about 24/s on 2 cores; "
+                "MINJU_BENCH_LIVE_CASES=N for another count)",
+                flush=True,
+            )
             started = time.monotonic()
             live = await _gather_limited(LIVE_CASES, lambda _: _propose(bench, bench.api.http))
             await _wait_projected(db, live)
