@@ -395,7 +395,7 @@ async def cast_budget_ballot(
         # The box is open exactly while the vote is: the cycle is read only to say why a
         # ballot was refused (the phase), not on every ballot.
         try:
-            async with unit.sessions() as session, session.begin():
+            async with unit.statement_session() as session:
                 receipt = await cast(
                     session,
                     box_id=budget_box_id(year, body.kind),

@@ -160,7 +160,7 @@ async def vote(
 
     async def cast(unit: AppContext) -> BallotReceipt:
         try:
-            async with unit.sessions() as session, session.begin():
+            async with unit.statement_session() as session:
                 receipt = await cast_proposal_ballot(
                     session,
                     proposal_id=proposal_id,

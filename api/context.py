@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from minju.clock import Clock
 from minju.config import Settings
+from models.ballot_box import AUTOCOMMIT
 
 #: Something to do once a unit's transaction has committed (e.g. send the signals it queued),
 #: called with the process's context, not the unit's.
@@ -37,6 +38,21 @@ class AppContext:
             await action(self)
         else:
             self.pending_after_commit.append(action)
+
+    @asynccontextmanager
+    async def statement_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for a write that is one statement: outside a unit, on a connection where
+        each statement commits by itself (no BEGIN and COMMIT round trips: a ballot); inside
+        a unit, a session of the unit's transaction."""
+        if self.pending_after_commit is not None:
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level=AUTOCOMMIT)
+            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+                session.info[AUTOCOMMIT] = True
+                yield session
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[tuple[AppContext, AsyncConnection]]:

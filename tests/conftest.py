@@ -28,7 +28,9 @@ from temporalio.worker import Worker
 
 import worker as worker_module
 from api.app import create_app
+from api.context import AppContext
 from minju import stack
+from minju.clock import clock_for
 from minju.config import ClockMode, Settings
 from minju.db import create_engine, migrate, session_factory
 
@@ -65,6 +67,16 @@ class Stack:
     @property
     def sessions(self) -> Any:
         return session_factory(self.engine)
+
+    def context(self) -> AppContext:
+        """The API's context on this stack, for calling the data layer as the API does."""
+        return AppContext(
+            settings=self.settings,
+            engine=self.engine,
+            sessions=self.sessions,
+            temporal=self.temporal,
+            clock=clock_for(self.settings.clock_mode, self.temporal),
+        )
 
 
 async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:

@@ -51,7 +51,22 @@ async def _open(system: Stack, box_id: str, *, max_choices: int | None = None) -
         )
 
 
-async def _cast(system: Stack, box_id: str, person: str, options: list[str], group: str) -> str:
+async def _cast(
+    system: Stack,
+    box_id: str,
+    person: str,
+    options: list[str],
+    group: str,
+    *,
+    alone: bool = False,
+) -> str:
+    """A cast in a transaction of its own, or (`alone`) as the API casts: one statement that
+    commits by itself, a full queue mixed apart."""
+    if alone:
+        async with system.context().statement_session() as session:
+            return await cast(
+                session, box_id=box_id, person_id=person, options=options, group=group
+            )
     async with system.sessions() as session, session.begin():
         return await cast(session, box_id=box_id, person_id=person, options=options, group=group)
 
@@ -296,14 +311,17 @@ def _runs(order: list[int]) -> int:
     return sum(1 for a, b in itertools.pairwise(order) if b == a + 1)
 
 
-async def test_mixed_rows_share_their_transaction_and_keep_no_cast_order(system: Stack) -> None:
+@pytest.mark.parametrize("alone", [False, True], ids=["in-a-transaction", "one-statement"])
+async def test_mixed_rows_share_their_transaction_and_keep_no_cast_order(
+    system: Stack, alone: bool
+) -> None:
     box = budget_box_id(2031, "metro")
     await _open(system, box)
     count = 3 * MIX_BATCH + 5
     receipts: list[str] = []
     for n in range(count):
         options, group = _ballot(n)
-        receipts.append(await _cast(system, box, f"voter-{n:03}", options, group))
+        receipts.append(await _cast(system, box, f"voter-{n:03}", options, group, alone=alone))
         if n == MIX_BATCH - 1:
             # the cast that filled the queue mixed it: one transaction id for the first batch
             assert await _queued(system, box) == (0, 0)
@@ -343,7 +361,10 @@ async def test_mixed_rows_share_their_transaction_and_keep_no_cast_order(system:
         assert _runs(order) < count // 4, order
 
 
-async def test_exactly_once_while_batches_are_mixed_under_concurrent_casts(system: Stack) -> None:
+@pytest.mark.parametrize("alone", [False, True], ids=["in-a-transaction", "one-statement"])
+async def test_exactly_once_while_batches_are_mixed_under_concurrent_casts(
+    system: Stack, alone: bool
+) -> None:
     box = budget_box_id(2032, "metro")
     await _open(system, box)
     for n in range(MIX_BATCH - 2):
@@ -353,7 +374,10 @@ async def test_exactly_once_while_batches_are_mixed_under_concurrent_casts(syste
         (f"late-{n}", *_ballot(n)) for n in range(20)
     ]
     results = await asyncio.gather(
-        *(_cast(system, box, person, options, group) for person, options, group in racing),
+        *(
+            _cast(system, box, person, options, group, alone=alone)
+            for person, options, group in racing
+        ),
         return_exceptions=True,
     )
     racer = results[:20]
