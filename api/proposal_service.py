@@ -10,8 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import and_, or_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, or_, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import (
@@ -45,7 +44,7 @@ from api.schemas import (
 from models.case import ErrorType
 from models.ids import proposal_workflow_id
 from models.proposal import ProposalStart, Status
-from models.tables import Comment, Proposal, SortitionDraw, Support, TimelineRow
+from models.tables import Comment, Proposal, SortitionDraw, TimelineRow
 from models.text import unwritable_reason
 from workflows.common import SETTLE_SIGNAL
 from workflows.proposal import ProposalWorkflow
@@ -197,6 +196,22 @@ async def timeline(session: AsyncSession, case_id: str) -> Timeline:
     return Timeline(items=[TimelineItem.model_validate(r, from_attributes=True) for r in rows])
 
 
+#: The support row (none for a second support by the same person) and the proposal's count
+#: after it, in one statement: the count, or no row for a duplicate.
+_SUPPORT = text(
+    """
+    WITH added AS (
+        INSERT INTO supports (proposal_id, person_id, created_at)
+        VALUES (:proposal_id, :person_id, :now)
+        ON CONFLICT DO NOTHING RETURNING proposal_id
+    )
+    UPDATE proposals SET support_count = support_count + 1
+      FROM added WHERE proposals.id = added.proposal_id
+    RETURNING proposals.support_count
+    """
+)
+
+
 async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> SupportOut:
     """One support per person; the support that reaches a threshold signals the workflow."""
     now = await ctx.clock.now()
@@ -206,7 +221,6 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
                 select(
                     col(Proposal.supports_open),
                     col(Proposal.status),
-                    col(Proposal.rules),
                     col(Proposal.rulebook_hash),
                 )
                 .where(col(Proposal.id) == proposal_id)
@@ -217,27 +231,24 @@ async def support(ctx: AppContext, principal: Principal, proposal_id: str) -> Su
             raise not_found("proposal")
         if not row.supports_open:
             raise Problem(409, f"supports are closed (the proposal is {row.status})")
-        inserted = await session.execute(
-            insert(Support)
-            .values(proposal_id=proposal_id, person_id=principal.sub, created_at=now)
-            .on_conflict_do_nothing()
-            .returning(col(Support.person_id))
-        )
-        if inserted.first() is None:
-            raise Problem(409, "you have already supported this proposal")
-        count: int = (
+        count: int | None = (
             await session.execute(
-                update(Proposal)
-                .where(col(Proposal.id) == proposal_id)
-                .values(support_count=col(Proposal.support_count) + 1)
-                .returning(col(Proposal.support_count))
+                _SUPPORT, {"proposal_id": proposal_id, "person_id": principal.sub, "now": now}
             )
-        ).scalar_one()
+        ).scalar_one_or_none()
+        if count is None:
+            raise Problem(409, "you have already supported this proposal")
+        rulebook = rulebooks.cached(row.rulebook_hash)
+        if rulebook is None:  # the case's pinned rules, read once per process and version
+            rules = (
+                await session.execute(
+                    select(col(Proposal.rules)).where(col(Proposal.id) == proposal_id)
+                )
+            ).scalar_one()
+            rulebook = rulebooks.from_json(rules, content_hash=row.rulebook_hash)
         # The row lock makes exactly one request see the count reach a threshold; its signal
         # is committed with the support and sent after the commit (api/signal_outbox.py).
-        signals = _threshold_signals(
-            proposal_id, rulebooks.from_json(row.rules, content_hash=row.rulebook_hash), count, now
-        )
+        signals = _threshold_signals(proposal_id, rulebook, count, now)
         for signal in signals:
             await signal_outbox.enqueue(session, signal)
     if signals:

@@ -7,12 +7,13 @@ the Lua script reads, so no two requests of a run share a voter.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,28 +134,43 @@ def post_load(
 async def _post_load_async(
     url: str, path: str, body: str, tokens: Sequence[str], connections: int, seconds: float
 ) -> LoadResult:
+    result = await post_each(
+        url, ((path, token) for token in tokens), body, connections=connections, seconds=seconds
+    )
+    return dataclasses.replace(
+        result, generator=f"httpx (wrk not installed), {connections} connections"
+    )
+
+
+async def post_each(
+    url: str,
+    jobs: Iterable[tuple[str, str]],
+    body: str = "",
+    *,
+    connections: int,
+    seconds: float | None = None,
+) -> LoadResult:
+    """POST `body` once per (path, token) of `jobs` from an async client on `connections`
+    connections, until the jobs run out (or `seconds` pass)."""
     latencies: list[float] = []
     ok = failed = 0
-    next_token = iter(tokens)
+    pending = iter(jobs)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     started = time.perf_counter()
-    deadline = started + seconds
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as http:
+    deadline = None if seconds is None else started + seconds
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
 
         async def connection() -> None:
             nonlocal ok, failed
-            while time.perf_counter() < deadline:
-                token = next(next_token)
+            for path, token in pending:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return
                 sent = time.perf_counter()
                 try:
-                    answer = await http.post(
-                        path,
-                        content=body,
-                        headers={
-                            "Authorization": f"Bearer {token}",
-                            "Content-Type": "application/json",
-                        },
-                    )
+                    headers = {"Authorization": f"Bearer {token}"}
+                    if body:
+                        headers["Content-Type"] = "application/json"
+                    answer = await http.post(path, content=body, headers=headers)
                     good = 200 <= answer.status_code < 300
                 except httpx.HTTPError:
                     good = False
@@ -163,7 +179,7 @@ async def _post_load_async(
 
         await asyncio.gather(*(connection() for _ in range(connections)))
     return LoadResult(
-        generator=f"httpx (wrk not installed), {connections} connections",
+        generator=f"httpx, {connections} connections",
         requests=ok + failed,
         ok=ok,
         seconds=time.perf_counter() - started,

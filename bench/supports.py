@@ -17,11 +17,10 @@ import time
 from collections.abc import Sequence
 
 import asyncpg
-import httpx
 from temporalio.api.enums.v1 import EventType
 
 from bench.harness import Bench, Figure, percentile, real_stack
-from bench.load import LoadResult
+from bench.load import LoadResult, post_each
 from models.ids import proposal_workflow_id
 
 CONNECTIONS = 32
@@ -34,35 +33,8 @@ THRESHOLD_SIGNAL = "support_threshold_reached"
 
 async def _http_supports(bench: Bench, proposal_ids: Sequence[str]) -> LoadResult:
     """One support per entry of `proposal_ids`, each by a new person."""
-    jobs = iter([(f"/v1/proposals/{pid}/supports", bench.token()) for pid in proposal_ids])
-    latencies: list[float] = []
-    ok = failed = 0
-    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-    started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=bench.url, limits=limits, timeout=30) as http:
-
-        async def connection() -> None:
-            nonlocal ok, failed
-            for path, token in jobs:
-                sent = time.perf_counter()
-                try:
-                    answer = await http.post(path, headers={"Authorization": f"Bearer {token}"})
-                    good = answer.status_code == 201
-                except httpx.HTTPError:
-                    good = False
-                latencies.append(time.perf_counter() - sent)
-                ok, failed = (ok + 1, failed) if good else (ok, failed + 1)
-
-        await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
-    return LoadResult(
-        generator=f"httpx, {CONNECTIONS} connections",
-        requests=ok + failed,
-        ok=ok,
-        seconds=time.perf_counter() - started,
-        p50_ms=percentile(latencies, 50) * 1000,
-        p99_ms=percentile(latencies, 99) * 1000,
-        failed=failed,
-    )
+    jobs = [(f"/v1/proposals/{pid}/supports", bench.token()) for pid in proposal_ids]
+    return await post_each(bench.url, jobs, connections=CONNECTIONS)
 
 
 async def _raw_supports(database_url: str, proposal_ids: Sequence[str], tag: str) -> LoadResult:

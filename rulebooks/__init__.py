@@ -84,6 +84,12 @@ def as_json(rulebook: Rulebook) -> dict[str, Any]:
 _pinned_content: dict[str, Rulebook] = {}
 
 
+def cached(content_hash: str) -> Rulebook | None:
+    """The rulebook of `content_hash` if this process has read it back before (`from_json`):
+    a hot path may then skip reading the pinned content at all."""
+    return _pinned_content.get(content_hash)
+
+
 def from_json(content: dict[str, Any], *, content_hash: str) -> Rulebook:
     """A rulebook back from the content a case pinned (`as_json`), typed again; validated once
     per content hash (a hot path, such as a support, asks for the same few rulebooks)."""
