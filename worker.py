@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.ballots import BallotBoxes
 from activities.budget import BudgetRecords
@@ -24,6 +27,45 @@ from minju.temporal import connect_temporal
 from workflows import WORKFLOWS
 
 log = logging.getLogger("minju.worker")
+
+#: Our own modules a workflow imports that are the same for every run, passed through the
+#: sandbox rather than imported again per run. Deterministic and side-effect free on import:
+#: `models` are dataclasses, enums, constants and pure functions (no module state a run could
+#: change: no caches, no mutated globals); `activities` only define the activity classes a
+#: workflow names (their bodies, with the database, never run in a workflow). The workflows
+#: import them under `imports_passed_through()` already; naming them here also covers what
+#: they import later. The workflow modules themselves (`workflows.*`) are NOT passed
+#: through: the sandbox imports them afresh for every run, which is what isolates runs.
+PASSTHROUGH_MODULES = ("models", "activities")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidatedOnceRunner(SandboxedWorkflowRunner):
+    """The sandbox, unchanged for every run, validating each workflow class once per process.
+
+    A `Worker` or a `Replayer.replay_*` call validates every workflow it is given by creating
+    a throwaway sandboxed instance of it (the class's modules imported afresh, about 10 ms
+    each): an auditor's replay of one history paid for five. The same class validates the
+    same way every time in one process (its code and these restrictions do not change), so
+    a class validated once is not validated again; one that fails is tried again next time.
+    """
+
+    _validated: set[type] = dataclasses.field(
+        default_factory=set, init=False, repr=False, compare=False
+    )
+
+    def prepare_workflow(self, defn: workflow._Definition) -> None:
+        if defn.cls in self._validated:
+            return
+        super().prepare_workflow(defn)
+        self._validated.add(defn.cls)
+
+
+#: The sandbox every workflow of minju runs in, in the worker and in every replay (auditors,
+#: tests, `python -m bench replay`): replays check the code under the worker's restrictions.
+WORKFLOW_RUNNER = ValidatedOnceRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+)
 
 
 def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
@@ -57,6 +99,7 @@ def create_worker(
         # cached. With no cache a worker asks for no sticky queue: every task goes to the
         # shared queue (each replays its history, which simulated runs can afford).
         options.setdefault("max_cached_workflows", 0)
+    options.setdefault("workflow_runner", WORKFLOW_RUNNER)
     return Worker(
         client,
         task_queue=settings.task_queue,

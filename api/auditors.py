@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from fastapi import APIRouter
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
@@ -15,9 +18,55 @@ from api.errors import Problem, not_found
 from api.schemas import Recount, ReplayResult
 from models.ballot_box import count_proposal_ballots
 from models.case import Role
+from worker import WORKFLOW_RUNNER
 from workflows import WORKFLOWS
 
 router = APIRouter(prefix="/v1/audit", tags=["auditors"])
+
+#: Every workflow type by the name its histories carry.
+_BY_TYPE = {workflow._Definition.must_from_class(cls).name: cls for cls in WORKFLOWS}
+
+
+def replayer(workflows: Sequence[type] = WORKFLOWS) -> Replayer:
+    """A Replayer of `workflows` in the worker's own sandbox (`worker.WORKFLOW_RUNNER`: the
+    same restrictions and passthrough modules, each class validated once per process)."""
+    return Replayer(workflows=list(workflows), workflow_runner=WORKFLOW_RUNNER)
+
+
+def _workflows_of(histories: Sequence[WorkflowHistory]) -> list[type]:
+    """The workflow types these histories ran (a history replays its own type only: a child
+    is a history of its own), or every type if one is not ours (so that the replay reports
+    it unknown rather than this raising)."""
+    names = {
+        h.events[0].workflow_execution_started_event_attributes.workflow_type.name
+        for h in histories
+        if h.events
+    }
+    if not names or not names <= _BY_TYPE.keys():
+        return list(WORKFLOWS)
+    return [cls for name, cls in _BY_TYPE.items() if name in names]
+
+
+async def replay_histories(histories: Iterable[WorkflowHistory]) -> dict[str, str]:
+    """Replay `histories` against the current code in one `replay_workflows` call (one
+    replay worker for all of them); returns the divergence of each that did not replay, by
+    workflow id (empty: every history replayed)."""
+    batch = list(histories)
+    if not batch:
+        return {}
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for history in batch:
+            yield history
+
+    results = await replayer(_workflows_of(batch)).replay_workflows(
+        each(), raise_on_replay_failure=False
+    )
+    workflow_ids = {h.run_id: h.workflow_id for h in batch}
+    return {
+        workflow_ids.get(run_id, run_id): f"{type(failure).__name__}: {failure}"
+        for run_id, failure in results.replay_failures.items()
+    }
 
 
 def _require_auditor(principal: Principal) -> None:
@@ -47,15 +96,12 @@ async def replay_case(workflow_id: str, ctx: Ctx, principal: CurrentPrincipal) -
     """Re-execute the recorded history with the current workflow code; report any divergence."""
     _require_auditor(principal)
     history = await _history(ctx, workflow_id)
-    result = await Replayer(workflows=list(WORKFLOWS)).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
-    failure = result.replay_failure
+    divergence = (await replay_histories([history])).get(history.workflow_id)
     return ReplayResult(
         workflow_id=workflow_id,
-        replayed=failure is None,
+        replayed=divergence is None,
         events=len(history.events),
-        divergence=None if failure is None else f"{type(failure).__name__}: {failure}",
+        divergence=divergence,
     )
 
 

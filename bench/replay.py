@@ -1,12 +1,14 @@
 """Replay of the recorded histories (`tests/histories/*.json`) against the current code.
 
-One `temporalio.worker.Replayer` with every workflow type the worker runs (`WORKFLOWS`),
-sandbox on as in the worker, replays all the recorded histories in one `replay_workflows`
-call, round after round for the time given; the figure is histories per second per core
-(histories over the CPU time of this process, which replays on one thread: the sandbox and
-the workflow code are Python). The baseline is the same Replayer replaying a trivial history
-(a workflow started and given its first task, with nothing to do), as many times: the fixed
-cost of one replay, without any of the app's workflow code.
+The auditors' Replayer (`api.auditors.replayer`: every workflow type the worker runs, in the
+worker's own sandbox, `worker.WORKFLOW_RUNNER`) replays all the recorded histories in one
+`replay_workflows` call, round after round for the time given; the figure is histories per
+second per core (histories over the CPU time of this process, which replays on one thread:
+the sandbox and the workflow code are Python). The baseline is the same Replayer replaying a
+trivial history (a workflow started and given its first task, with nothing to do), as many
+times: the fixed cost of one replay, without any of the app's workflow code. A detail gives
+the same histories with the sandbox off (`UnsandboxedWorkflowRunner`, never used by the
+product): what the SDK's replay of these histories costs without any sandbox.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from google.protobuf import json_format
 from temporalio import workflow
 from temporalio.api.history.v1 import History
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 # The sandbox re-imports this module for `Trivial`: the rest passes through.
 with workflow.unsafe.imports_passed_through():
+    from api.auditors import replayer
     from bench.harness import Figure
     from workflows import WORKFLOWS
 
@@ -111,14 +114,18 @@ async def _replay_rounds(
 async def replay(seconds: float) -> list[Figure]:
     histories = recorded()
     events = sum(len(h.events) for h in histories)
-    app = Replayer(workflows=list(WORKFLOWS))
-    await _replay_rounds(app, histories, 0)  # warm: imports into the sandbox
+    app = replayer()
+    await _replay_rounds(app, histories, 0)  # warm: imports, validates each workflow once
     done, wall, cpu = await _replay_rounds(app, histories, seconds)
 
     trivial = [trivial_history(f"bench-trivial-{n}") for n in range(len(histories))]
-    plain = Replayer(workflows=[Trivial])
+    plain = replayer([Trivial])
     await _replay_rounds(plain, trivial, 0)
     base_done, _, base_cpu = await _replay_rounds(plain, trivial, seconds / 2)
+
+    bare = Replayer(workflows=list(WORKFLOWS), workflow_runner=UnsandboxedWorkflowRunner())
+    await _replay_rounds(bare, histories, 0)
+    bare_done, _, bare_cpu = await _replay_rounds(bare, histories, seconds / 2)
 
     return [
         Figure(
@@ -135,6 +142,11 @@ async def replay(seconds: float) -> list[Figure]:
                 f"({min(len(h.events) for h in histories)}-"
                 f"{max(len(h.events) for h in histories)})",
                 "events/s/core": f"{done // len(histories) * events / cpu:,.0f}",
+                "CPU per history": f"{cpu / done * 1000:.1f} ms",
+                "same histories, sandbox off (the SDK's replay alone)": (
+                    f"{bare_done / bare_cpu:.1f} histories/s/core, "
+                    f"{bare_cpu / bare_done * 1000:.1f} ms per history"
+                ),
             },
         )
     ]

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
+from temporalio.workflow import NondeterminismError
 
 import worker as worker_module
+from api.auditors import replay_histories, replayer
 from tests.conftest import HISTORIES, Stack
 from tests.helpers import Api, expect, expect_problem
 from tests.reordered_workflow import ReorderedProposalWorkflow
 from tests.test_proposal_paths import cast_many
-from workflows import WORKFLOWS
 
 #: One recorded history per path of the proposal process; re-record with
 #: `MINJU_RECORD_HISTORIES=1 make test` after a deliberate, patched change.
@@ -52,23 +54,55 @@ def test_every_path_has_a_recorded_history() -> None:
 
 
 async def test_recorded_histories_replay_against_the_current_code() -> None:
+    """All of them in one batch, as an auditor's replay runs (the worker's sandbox)."""
     histories = recorded_histories()
     assert histories
-    replayer = Replayer(workflows=list(WORKFLOWS))
-    failures = {}
-    for history in histories:
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-        if result.replay_failure is not None:
-            failures[history.workflow_id] = str(result.replay_failure)
-    assert failures == {}
+    assert await replay_histories(histories) == {}
 
 
 async def test_replay_reports_a_non_deterministic_change() -> None:
     history = next(h for h in recorded_histories() if h.workflow_id == "review_rejected")
-    result = await Replayer(workflows=[ReorderedProposalWorkflow]).replay_workflow(
+    result = await replayer([ReorderedProposalWorkflow]).replay_workflow(
         history, raise_on_replay_failure=False
     )
-    assert result.replay_failure is not None
+    assert isinstance(result.replay_failure, NondeterminismError)
+
+
+async def test_a_batch_replay_reports_every_diverging_history() -> None:
+    """A batch does not stop at, or hide, a divergence: with the reordered code every proposal
+    history fails, each one reported."""
+    proposals = [
+        h
+        for h in recorded_histories()
+        if h.events[0].workflow_execution_started_event_attributes.workflow_type.name
+        == "ProposalWorkflow"
+    ]
+    assert len(proposals) > 1
+    results = await replayer([ReorderedProposalWorkflow]).replay_workflows(
+        _each(proposals), raise_on_replay_failure=False
+    )
+    assert set(results.replay_failures) == {h.run_id for h in proposals}
+    assert all(isinstance(f, NondeterminismError) for f in results.replay_failures.values())
+
+
+async def test_replay_finds_the_one_history_that_diverges_among_many() -> None:
+    """The auditors' path (`replay_histories`): a history whose recorded commands differ from
+    what the code does now (an activity of another type) is reported, by workflow id, while
+    the rest of the batch replays."""
+    histories = recorded_histories()
+    tampered = next(h for h in histories if h.workflow_id == "review_rejected")
+    scheduled = next(
+        e for e in tampered.events if e.HasField("activity_task_scheduled_event_attributes")
+    )
+    scheduled.activity_task_scheduled_event_attributes.activity_type.name = "not_what_runs_now"
+    divergences = await replay_histories(histories)
+    assert set(divergences) == {"review_rejected"}
+    assert divergences["review_rejected"].startswith("NondeterminismError")
+
+
+async def _each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
+    for history in histories:
+        yield history
 
 
 async def test_audit_endpoints_export_replay_and_recount(api: Api, system: Stack) -> None:
