@@ -23,6 +23,9 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev]'
+	@# byte-compiled once, also where PYTHONDONTWRITEBYTECODE is set: the workflow sandbox
+	@# imports a workflow's modules afresh for every run it starts (a cold case, a replay)
+	$(BIN)/python -m compileall -q minju workflows activities api models rulebooks >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -24,7 +24,7 @@ from activities.records import CaseRecords
 from minju.config import ClockMode, Settings
 from minju.db import create_engine, session_factory
 from minju.temporal import connect_temporal
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 log = logging.getLogger("minju.worker")
 

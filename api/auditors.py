@@ -19,7 +19,7 @@ from api.schemas import Recount, ReplayResult
 from models.ballot_box import count_proposal_ballots
 from models.case import Role
 from worker import WORKFLOW_RUNNER
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 router = APIRouter(prefix="/v1/audit", tags=["auditors"])
 

@@ -28,7 +28,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 with workflow.unsafe.imports_passed_through():
     from api.auditors import replayer
     from bench.harness import Figure
-    from workflows import WORKFLOWS
+    from workflows.registry import WORKFLOWS
 
 GOAL = "≥ 100 histories per second per core"
 

@@ -43,7 +43,7 @@ from models.case import Notice, TimelineEntry
 from models.deliberation import AskState, ForumState, OpinionTally
 from models.project import ProjectProjection, ProjectState
 from models.proposal import Projection, ProposalState, Tally
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 SelfType = TypeVar("SelfType")
 ArgType = TypeVar("ArgType")
