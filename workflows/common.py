@@ -235,7 +235,10 @@ class CaseRecorder(Settles):
         self._recording += 1
         try:
             project, projection = self._projection(entry)
-            if workflow.patched(LOCAL_PROJECTIONS):
+            # The first projection waits for the API to commit the case's row (it is retried
+            # until then): as a local activity its retries could hold the case's workflow task
+            # open with signals queued behind it, so it stays an activity.
+            if entry.seq > 1 and workflow.patched(LOCAL_PROJECTIONS):
                 await workflow.execute_local_activity_method(
                     project, projection, **activity_options()
                 )
