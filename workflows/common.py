@@ -185,14 +185,6 @@ def next_entry(
     return entry
 
 
-#: A case's projections run as local activities, in the worker and the workflow task that made
-#: the transition: a decision's Update is answered when that one task completes, with no
-#: activity task dispatched through the server and no second workflow task to apply its result
-#: (about half a decision's latency). The projection stays idempotent and is retried the same
-#: way: a worker that dies running it leaves its workflow task to time out, and the next worker
-#: runs it again. Cases started before project through activities, as they always did.
-LOCAL_PROJECTIONS = "local-projections"
-
 #: The no-op signal the API sends to a case that refused a decision as busy (see `Settles`).
 SETTLE_SIGNAL = "settle"
 
@@ -235,15 +227,7 @@ class CaseRecorder(Settles):
         self._recording += 1
         try:
             project, projection = self._projection(entry)
-            # The first projection waits for the API to commit the case's row (it is retried
-            # until then): as a local activity its retries could hold the case's workflow task
-            # open with signals queued behind it, so it stays an activity.
-            if entry.seq > 1 and workflow.patched(LOCAL_PROJECTIONS):
-                await workflow.execute_local_activity_method(
-                    project, projection, **activity_options()
-                )
-            else:
-                await workflow.execute_activity_method(project, projection, **activity_options())
+            await workflow.execute_activity_method(project, projection, **activity_options())
         finally:
             self._recording -= 1
         return entry
