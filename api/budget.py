@@ -62,7 +62,7 @@ from models.ids import budget_cycle_workflow_id
 from models.project_tables import BudgetProject
 from models.rules import PinnedRules
 from models.tables import SortitionDraw
-from workflows.budget import BudgetCycleWorkflow
+from workflows.budget import BODY_PHASES, DELIBERATIVE, SHORTLIST_PHASES, BudgetCycleWorkflow
 
 router = APIRouter(prefix="/v1/budget-cycles", tags=["budget cycles"])
 
@@ -557,9 +557,6 @@ async def budget_results_pabulib(
 # ---- the deliberative type: fields, bodies, shortlists (process.md §5) --------------------------
 
 FieldName = Annotated[str, PathParam(min_length=1, max_length=200, description="A field.")]
-#: The deliberative phases in which a council sets its shortlist (the workflow's rule; read
-#: here from the projection so that a late list is refused for its phase first).
-SHORTLIST_PHASES = ("shortlist",)
 KrwAmount = Annotated[int, Field(gt=0, le=10**15)]
 
 
@@ -682,6 +679,19 @@ async def set_fields(
     )
 
 
+def _require_deliberative_phase(cycle: BudgetCycle, phases: tuple[str, ...], what: str) -> None:
+    """409 naming the phase unless the deliberative type is in one of `phases`: checked from
+    the projection before what the request names (the workflow checks it again), so that a
+    request outside its phase is refused for its phase first."""
+    phase = _phase_of(cycle, DELIBERATIVE)
+    if phase not in phases:
+        raise Problem(
+            409,
+            f"{what} is taken in the {' or '.join(phases)} phase; the phase is deliberative "
+            f"{phase}",
+        )
+
+
 async def _revealed_draw(ctx: AppContext, draw_id: str, purpose: str) -> SortitionDraw:
     async with ctx.sessions() as session:
         draw = await session.get(SortitionDraw, draw_id)
@@ -756,6 +766,9 @@ async def form_council(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     require_role(principal, Role.ADMIN)
+    async with ctx.sessions() as session:
+        cycle = await load_cycle(session, year)
+    _require_deliberative_phase(cycle, BODY_PHASES, "forming a council or the Square")
     draw = await _revealed_draw(ctx, body.draw_id, "citizen_council")
     if not draw.filter.get("budget_school"):
         raise Problem(
@@ -791,6 +804,9 @@ async def form_square(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     require_role(principal, Role.ADMIN)
+    async with ctx.sessions() as session:
+        cycle = await load_cycle(session, year)
+    _require_deliberative_phase(cycle, BODY_PHASES, "forming a council or the Square")
     draw = await _revealed_draw(ctx, body.draw_id, "budget_square")
     command = FormBody(
         actor_role=principal.role.value,
@@ -827,13 +843,7 @@ async def set_shortlist(
             raise Problem(403, f"only a member of the {field} citizen council sets its shortlist")
         # The phase first: once the shortlist phase is over the projects have learned their
         # result (no longer `submitted`), and a late list is 409 for its phase, not 422.
-        phase = _phase_of(cycle, "deliberative")
-        if phase not in SHORTLIST_PHASES:
-            raise Problem(
-                409,
-                f"the shortlist is taken in the {' or '.join(SHORTLIST_PHASES)} phase; "
-                f"the phase is deliberative {phase}",
-            )
+        _require_deliberative_phase(cycle, SHORTLIST_PHASES, "the shortlist")
         rows = (
             await session.exec(
                 select(BudgetProject).where(

@@ -433,6 +433,13 @@ async def test_councils_five_to_five_and_the_square_of_exactly_its_size_from_rev
         await api.post(councils, admin, council("housing", actives("h", 5), housing_draw)), 409
     )
     assert "allocation or forming" in late["detail"] and "deliberative shortlist" in late["detail"]
+    # outside the phase the phase is what is wrong, whatever the request names
+    for late_body in (
+        council("housing", actives("h", 5), "no-such-draw"),
+        council("housing", actives("h", 5), not_graduates),
+    ):
+        expect_problem(await api.post(councils, admin, late_body), 409)
+    expect_problem(await api.post(square, admin, {"draw_id": square_999}), 409)
     final = await get_cycle(api, year)
     assert sorted(final["bodies"]) == [
         "council:culture",
