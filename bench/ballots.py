@@ -19,8 +19,8 @@ from datetime import timedelta
 
 import asyncpg
 
-from bench.harness import Bench, Figure, percentile, real_stack, simulated_stack
-from bench.load import LoadResult, post_load
+from bench.harness import Bench, Figure, real_stack, simulated_stack
+from bench.load import LoadResult, post_load, raw_load
 from models.ballot_box import receipt_of
 from tests.helpers import expect
 from tests.test_budget_cycle import advance_to, next_year, seoul, wait_phase
@@ -74,44 +74,36 @@ async def raw_ballots(
             box_id,
             json.dumps(options),
         )
-        latencies: list[float] = []
-        started = time.perf_counter()
-        deadline = started + seconds
+        deadline = time.perf_counter() + seconds
         counter = iter(range(10**9))
 
-        async def writer() -> None:
-            async with pool.acquire() as conn:
-                while time.perf_counter() < deadline:
-                    token = secrets.token_bytes(16)
-                    sent = time.perf_counter()
-                    person, receipt = f"raw-{next(counter)}", receipt_of(token)
-                    async with conn.transaction():
-                        if one_statement:
-                            await conn.execute(
-                                _RAW_CAST, box_id, person, receipt, "general", options, token
-                            )
-                        else:
-                            voter, queued, chosen, ballot = _RAW_ROWS
-                            await conn.execute(voter, box_id, person)
-                            await conn.execute(queued, box_id, person)
-                            await conn.execute(chosen, box_id, receipt, "general", options)
-                            await conn.execute(ballot, box_id, token)
-                    latencies.append(time.perf_counter() - sent)
+        async def write(conn: asyncpg.Connection) -> bool:
+            if time.perf_counter() >= deadline:
+                return False
+            token = secrets.token_bytes(16)
+            person, receipt = f"raw-{next(counter)}", receipt_of(token)
+            async with conn.transaction():
+                if one_statement:
+                    await conn.execute(
+                        _RAW_CAST, box_id, person, receipt, "general", options, token
+                    )
+                else:
+                    voter, queued, chosen, ballot = _RAW_ROWS
+                    await conn.execute(voter, box_id, person)
+                    await conn.execute(queued, box_id, person)
+                    await conn.execute(chosen, box_id, receipt, "general", options)
+                    await conn.execute(ballot, box_id, token)
+            return True
 
-        await asyncio.gather(*(writer() for _ in range(connections)))
-        elapsed = time.perf_counter() - started
+        return await raw_load(
+            pool,
+            write,
+            connections=connections,
+            generator=f"asyncpg, {connections} connections, "
+            + ("one statement" if one_statement else "one INSERT per row"),
+        )
     finally:
         await pool.close()
-    return LoadResult(
-        generator=f"asyncpg, {connections} connections, "
-        + ("one statement" if one_statement else "one INSERT per row"),
-        requests=len(latencies),
-        ok=len(latencies),
-        seconds=elapsed,
-        p50_ms=percentile(latencies, 50) * 1000,
-        p99_ms=percentile(latencies, 99) * 1000,
-        failed=0,
-    )
 
 
 async def _measure(

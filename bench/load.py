@@ -13,10 +13,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from bench.harness import percentile
@@ -186,4 +187,36 @@ async def post_each(
         p50_ms=percentile(latencies, 50) * 1000,
         p99_ms=percentile(latencies, 99) * 1000,
         failed=failed,
+    )
+
+
+async def raw_load(
+    pool: asyncpg.Pool,
+    write: Callable[[asyncpg.Connection], Awaitable[bool]],
+    *,
+    connections: int,
+    generator: str,
+) -> LoadResult:
+    """A baseline: `connections` writers on `pool`, each calling `write` on its connection
+    until it answers False (no more work), every call timed."""
+    latencies: list[float] = []
+    started = time.perf_counter()
+
+    async def writer() -> None:
+        async with pool.acquire() as conn:
+            while True:
+                sent = time.perf_counter()
+                if not await write(conn):
+                    return
+                latencies.append(time.perf_counter() - sent)
+
+    await asyncio.gather(*(writer() for _ in range(connections)))
+    return LoadResult(
+        generator=generator,
+        requests=len(latencies),
+        ok=len(latencies),
+        seconds=time.perf_counter() - started,
+        p50_ms=percentile(latencies, 50) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+        failed=0,
     )

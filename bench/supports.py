@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Sequence
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType
 
-from bench.harness import Bench, Figure, percentile, real_stack
-from bench.load import LoadResult, post_each
+from bench.harness import Bench, Figure, real_stack
+from bench.load import LoadResult, post_each, raw_load
 from models.ids import proposal_workflow_id
 
 CONNECTIONS = 32
@@ -42,35 +41,26 @@ async def _raw_supports(database_url: str, proposal_ids: Sequence[str], tag: str
     pool = await asyncpg.create_pool(database_url, min_size=CONNECTIONS, max_size=CONNECTIONS)
     assert pool is not None
     jobs = iter([(pid, f"raw-{tag}-{n}") for n, pid in enumerate(proposal_ids)])
-    latencies: list[float] = []
+
+    async def write(conn: asyncpg.Connection) -> bool:
+        job = next(jobs, None)
+        if job is None:
+            return False
+        await conn.execute(
+            "INSERT INTO supports (proposal_id, person_id, created_at) VALUES ($1, $2, now())",
+            *job,
+        )
+        return True
+
     try:
-        started = time.perf_counter()
-
-        async def writer() -> None:
-            async with pool.acquire() as conn:
-                for pid, person in jobs:
-                    sent = time.perf_counter()
-                    await conn.execute(
-                        "INSERT INTO supports (proposal_id, person_id, created_at)"
-                        " VALUES ($1, $2, now())",
-                        pid,
-                        person,
-                    )
-                    latencies.append(time.perf_counter() - sent)
-
-        await asyncio.gather(*(writer() for _ in range(CONNECTIONS)))
-        elapsed = time.perf_counter() - started
+        return await raw_load(
+            pool,
+            write,
+            connections=CONNECTIONS,
+            generator=f"asyncpg, {CONNECTIONS} connections, one INSERT per transaction",
+        )
     finally:
         await pool.close()
-    return LoadResult(
-        generator=f"asyncpg, {CONNECTIONS} connections, one INSERT per transaction",
-        requests=len(latencies),
-        ok=len(latencies),
-        seconds=elapsed,
-        p50_ms=percentile(latencies, 50) * 1000,
-        p99_ms=percentile(latencies, 99) * 1000,
-        failed=0,
-    )
 
 
 async def _threshold_signals(bench: Bench, proposal_id: str) -> int:
