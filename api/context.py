@@ -43,7 +43,9 @@ class AppContext:
     async def statement_session(self) -> AsyncIterator[AsyncSession]:
         """A session for a write that is one statement: outside a unit, on a connection where
         each statement commits by itself (no BEGIN and COMMIT round trips: a ballot); inside
-        a unit, a session of the unit's transaction."""
+        a unit, a session of the unit's transaction. Outside a unit the session's `info`
+        holds the connection's asyncpg driver (`models.ballot_box.AUTOCOMMIT`) for the
+        statement to be sent by it directly."""
         if self.pending_after_commit is not None:
             async with self.sessions() as session, session.begin():
                 yield session
@@ -51,7 +53,8 @@ class AppContext:
         async with self.engine.connect() as connection:
             await connection.execution_options(isolation_level=AUTOCOMMIT)
             async with AsyncSession(bind=connection, expire_on_commit=False) as session:
-                session.info[AUTOCOMMIT] = True
+                raw = await connection.get_raw_connection()
+                session.info[AUTOCOMMIT] = raw.driver_connection
                 yield session
 
     @asynccontextmanager

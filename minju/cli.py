@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -150,7 +151,7 @@ class _Signals:
             os._exit(EXIT_FORCED)
 
 
-def _uvicorn_server(app: Any, host: str, port: int) -> uvicorn.Server:
+def _uvicorn_server(app: Any, host: str, port: int, *, access_log: bool) -> uvicorn.Server:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -165,6 +166,7 @@ def _uvicorn_server(app: Any, host: str, port: int) -> uvicorn.Server:
         host=host,
         port=port,
         log_level="info",
+        access_log=access_log,
         log_config=None,  # use our logging setup (timestamps, logger names)
         timeout_graceful_shutdown=5,
     )
@@ -386,7 +388,9 @@ class _Up:
             # 4. worker + API, supervised with the servers
             from api.app import create_app
 
-            self.api = _uvicorn_server(create_app(settings), args.host, args.port)
+            self.api = _uvicorn_server(
+                create_app(settings), args.host, args.port, access_log=settings.access_log
+            )
             await self._start_worker(settings)
             self.tasks["API"] = asyncio.create_task(_serve_api(self.api), name="API")
             self.failure = await self._supervise(
@@ -599,7 +603,7 @@ def _api_main(host: str, port: int) -> Callable[[asyncio.Event], Awaitable[int]]
             raise StartupError("MINJU_JWT_SECRET is not set (a long random string)")
         from api.app import create_app
 
-        server = _uvicorn_server(create_app(settings), host, port)
+        server = _uvicorn_server(create_app(settings), host, port, access_log=settings.access_log)
         return await _run_parts({"API": _serve_api(server)}, stop, server)
 
     return run
@@ -657,9 +661,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Allocations between two collections of the youngest generation (Python's default is 700):
+#: a request allocates thousands of short-lived objects, and at the default the collector ran
+#: for 6 % of the ballot path's CPU; at 50,000 ballots over HTTP went from 782/s to 931/s
+#: (p99 141 to 107 ms) in one bench run, for a few MB more of young objects.
+GC_YOUNG_THRESHOLD = 50_000
+
+
 def _run(main: Coroutine[Any, Any, int]) -> int:
     """Run `main` on uvloop (libuv's event loop: the API's requests and the worker's
     activities take less CPU on it) when it is installed, else on asyncio's own loop."""
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     try:
         import uvloop
     except ImportError:

@@ -15,13 +15,18 @@ from minju.config import Settings
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
-    """No ping on checkout (a round trip per transaction, 8 % of the ballot path's profile):
+def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    """`pool_size` connections (default: MINJU_DB_POOL_SIZE) are kept open.
+
+    No ping on checkout (a round trip per transaction, 8 % of the ballot path's profile):
     after PostgreSQL restarts, the first use of a stale connection fails as "database down"
     (a 503 with Retry-After; an activity is retried) and invalidates the whole pool, so every
     later checkout connects anew."""
     return create_async_engine(
-        settings.sqlalchemy_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+        settings.sqlalchemy_url,
+        pool_size=settings.db_pool_size if pool_size is None else pool_size,
+        max_overflow=settings.db_pool_overflow,
+        pool_pre_ping=False,
     )
 
 
