@@ -14,6 +14,7 @@ from sqlalchemy import text
 from api import (
     asks,
     auditors,
+    ballot_batches,
     budget,
     citizens,
     dev,
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(forums.router)
     app.include_router(asks.router)
     app.include_router(budget.router)
+    app.include_router(ballot_batches.router)
     app.include_router(projects.router)
     app.include_router(sortition.router)
     app.include_router(auditors.router)

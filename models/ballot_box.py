@@ -219,7 +219,7 @@ _CAST_PROPOSAL = text(
 
 
 @dataclass(frozen=True)
-class _BoxRules:
+class BoxRules:
     """What a box takes (fixed when it is created, never updated)."""
 
     options: tuple[str, ...]
@@ -237,7 +237,7 @@ def _distinct(options: Sequence[str]) -> list[str]:
     return chosen
 
 
-def _check_choices(rules: _BoxRules, options: Sequence[str], group: str) -> list[str]:
+def check_choices(rules: BoxRules, options: Sequence[str], group: str) -> list[str]:
     chosen = _distinct(options)
     unknown = [o for o in chosen if o not in rules.options]
     if unknown:
@@ -318,14 +318,20 @@ async def _mix_alone(engine: AsyncEngine, box_id: str) -> None:
     """Mix a full queue in a transaction of its own (after a cast that committed alone),
     unless another transaction is mixing the box."""
     async with AsyncSession(engine) as session, session.begin():
-        free = (
-            await session.execute(
-                text("SELECT pg_try_advisory_xact_lock(:mixer, hashtext(:box_id))"),
-                {"mixer": _MIXER_LOCK, "box_id": box_id},
-            )
-        ).scalar_one()
-        if free:
-            await _mix(session, box_id, least=MIX_BATCH)
+        await mix_if_free(session, box_id)
+
+
+async def mix_if_free(session: AsyncSession, box_id: str) -> None:
+    """Mix the box's queue in the session's transaction if it is full, unless another
+    transaction is mixing the box."""
+    free = (
+        await session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:mixer, hashtext(:box_id))"),
+            {"mixer": _MIXER_LOCK, "box_id": box_id},
+        )
+    ).scalar_one()
+    if free:
+        await _mix(session, box_id, least=MIX_BATCH)
 
 
 def _earlier_batch(name: str, key: str, table: str, queue: str) -> str:
@@ -391,10 +397,11 @@ def _dequeue(*, top_up: bool) -> TextClause:
         ), taken_choices AS (
             DELETE FROM ballot_choices c USING ballots b
              WHERE c.box_id = :box_id AND c.receipt = b.receipt
-            RETURNING c.receipt, c.option, c.voter_group
+            RETURNING c.receipt, c.option, c.voter_group, c.channel
         )
         SELECT (SELECT array_agg(person_id) FROM taken_voters) AS voters,
-               (SELECT array_agg(ARRAY[receipt, option, voter_group]) FROM taken_choices)
+               (SELECT array_agg(ARRAY[receipt, option, voter_group, channel])
+                  FROM taken_choices)
                    AS choices
         """
     )
@@ -412,10 +419,11 @@ _REWRITE = text(
           FROM unnest(CAST(:voters AS text[])) WITH ORDINALITY AS v(person_id, n)
          ORDER BY v.n
     )
-    INSERT INTO ballot_choices (box_id, receipt, option, voter_group)
-    SELECT :box_id, c.receipt, c.option, c.voter_group
-      FROM unnest(CAST(:receipts AS text[]), CAST(:options AS text[]), CAST(:groups AS text[]))
-           WITH ORDINALITY AS c(receipt, option, voter_group, n)
+    INSERT INTO ballot_choices (box_id, receipt, option, voter_group, channel)
+    SELECT :box_id, c.receipt, c.option, c.voter_group, c.channel
+      FROM unnest(CAST(:receipts AS text[]), CAST(:options AS text[]), CAST(:groups AS text[]),
+                  CAST(:channels AS text[]))
+           WITH ORDINALITY AS c(receipt, option, voter_group, channel, n)
      ORDER BY c.n
     """
 )
@@ -446,6 +454,7 @@ async def _mix(session: AsyncSession, box_id: str, *, least: int, top_up: bool =
             "receipts": [c[0] for c in choices],
             "options": [c[1] for c in choices],
             "groups": [c[2] for c in choices],
+            "channels": [c[3] for c in choices],
         },
     )
 
@@ -497,9 +506,7 @@ async def _refusal(session: AsyncSession, box_id: str, options: Sequence[str], g
         raise BallotRefused(
             "the vote is not open" if box.closed_at is None else "the vote is closed"
         )
-    _check_choices(
-        _BoxRules(tuple(box.options), tuple(box.groups), box.max_choices), options, group
-    )
+    check_choices(BoxRules(tuple(box.options), tuple(box.groups), box.max_choices), options, group)
     raise BallotRefused("the vote is not open")
 
 
@@ -514,13 +521,15 @@ async def _refusal(session: AsyncSession, box_id: str, options: Sequence[str], g
 #: group are the approvals per group when a ballot approves at most one option (a proposal),
 #: else the receipts of each group, counted off the same ordered scan (a ballot's rows share
 #: its group: a cast writes them so).
-def _count(*, legacy: bool) -> TextClause:
+def _count(*, legacy: bool, of_channel: bool = False) -> TextClause:
+    """The general count; `of_channel`: of the ballots one channel (`:channel`) brought."""
     line = "receipt || ':' || option" + ("" if legacy else " || ':' || voter_group")
+    box = "box_id = :box_id" + (" AND channel = :channel" if of_channel else "")
     return text(
         f"""
         WITH per_pair AS (
             SELECT option, voter_group, count(*) AS n FROM ballot_choices
-             WHERE box_id = :box_id GROUP BY 1, 2
+             WHERE {box} GROUP BY 1, 2
         ), single AS (
             SELECT coalesce((SELECT max_choices = 1 FROM ballot_boxes WHERE id = :box_id), false)
                 AS one
@@ -536,19 +545,20 @@ def _count(*, legacy: bool) -> TextClause:
                 UNION ALL
                 SELECT voter_group, count(*) AS n FROM (
                     SELECT min(voter_group) AS voter_group FROM ballot_choices
-                     WHERE box_id = :box_id AND NOT (SELECT one FROM single)
+                     WHERE {box} AND NOT (SELECT one FROM single)
                      GROUP BY receipt
                 ) per_ballot GROUP BY 1
             ) per_group) AS ballots,
             encode(sha256(convert_to(coalesce((
                 SELECT string_agg({line}, E'\\n' ORDER BY receipt, option) || E'\\n'
-                  FROM ballot_choices WHERE box_id = :box_id), ''), 'UTF8')), 'hex') AS digest
+                  FROM ballot_choices WHERE {box}), ''), 'UTF8')), 'hex') AS digest
         """
     )
 
 
 _COUNT = _count(legacy=False)
 _COUNT_LEGACY = _count(legacy=True)
+_COUNT_OF_CHANNEL = _count(legacy=False, of_channel=True)
 
 _DIGEST = "encode(sha256(convert_to(coalesce(string_agg({line}, E'\\n' ORDER BY receipt, option)"
 _DIGEST += " || E'\\n', ''), 'UTF8')), 'hex') AS digest"
@@ -634,9 +644,11 @@ def _tally(approvals: dict[str, dict[str, int]], ballots: dict[str, int], digest
     )
 
 
-async def _count_whole(session: AsyncSession, statement: TextClause, box_id: str) -> BoxTally:
+async def _count_whole(
+    session: AsyncSession, statement: TextClause, box_id: str, **params: str
+) -> BoxTally:
     """The general count (`_count`), for a box the statements above do not cover."""
-    row = (await session.execute(statement, {"box_id": box_id})).one()
+    row = (await session.execute(statement, {"box_id": box_id, **params})).one()
     approvals = {
         option: {group: int(n) for group, n in groups.items()}
         for option, groups in row.approvals.items()
@@ -645,11 +657,24 @@ async def _count_whole(session: AsyncSession, statement: TextClause, box_id: str
     return BoxTally(approvals=approvals, ballots=ballots, digest="sha256:" + row.digest)
 
 
+async def count_box_by_channel(session: AsyncSession, box_id: str) -> dict[str, BoxTally]:
+    """The box counted apart for each channel its ballots came through (online, mvoting,
+    onsite, paper), each with the digest of its own rows: the tallies add up to the box's."""
+    channels = await session.execute(
+        text("SELECT DISTINCT channel FROM ballot_choices WHERE box_id = :box_id ORDER BY 1"),
+        {"box_id": box_id},
+    )
+    return {
+        channel: await _count_whole(session, _COUNT_OF_CHANNEL, box_id, channel=channel)
+        for channel in channels.scalars()
+    }
+
+
 # ---- the proposal vote (process.md §1) on the shared box -----------------------------------
 
 
 #: A proposal's box: yes or no, one choice, every voter in one group.
-_PROPOSAL_RULES = _BoxRules(PROPOSAL_OPTIONS, VOTER_GROUPS, 1)
+_PROPOSAL_RULES = BoxRules(PROPOSAL_OPTIONS, VOTER_GROUPS, 1)
 
 
 async def cast_proposal_ballot(
@@ -666,7 +691,7 @@ async def cast_proposal_ballot(
     stage)."""
     if choice not in PROPOSAL_OPTIONS:
         raise BallotRefused("choice must be yes or no", field="choice")
-    chosen = _check_choices(_PROPOSAL_RULES, [choice], group)
+    chosen = check_choices(_PROPOSAL_RULES, [choice], group)
     try:
         taken, receipt = await _cast_rows(
             session,

@@ -141,6 +141,8 @@ class BallotChoice(SQLModel, table=True):
     receipt: str = Field(primary_key=True)
     option: str = Field(primary_key=True)
     voter_group: str
+    #: Which channel brought the ballot (`online`, or a batch's: models/ballot_batches.py).
+    channel: str = Field(default="online", sa_column_kwargs={"server_default": "online"})
 
 
 class BallotUnmixedParticipation(SQLModel, table=True):
