@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.auth import CurrentPrincipal, Principal
 from api.budget import Year, _phase_of, load_cycle
@@ -92,14 +93,17 @@ class ChannelRecount(BaseModel):
     digest: str
 
 
-class BallotBatchesOut(BaseModel):
-    year: int
-    kind: str
+class KindBatches(BaseModel):
     batches: list[BallotBatchOut]
     totals: dict[str, ChannelTotals]
     #: After the close only (no count is shown while a vote runs): per channel, `online`
     #: included; the channels' counts add up to the box's.
     recount: dict[str, ChannelRecount] | None
+
+
+class BallotBatchesOut(BaseModel):
+    year: int
+    kinds: dict[str, KindBatches]
 
 
 def _channel_of(principal: Principal) -> str | None:
@@ -250,40 +254,50 @@ async def submit_ballot_batch(
     "/{year}/ballot-batches",
     response_model=BallotBatchesOut,
     description=(
-        "The batches each channel submitted for one kind's ballot, with their totals per "
-        "channel; after the vote's close, the box recounted per channel from Postgres "
-        "(`online` included), each channel with the digest of its rows. Admins and auditors "
-        "see every channel, a channel's service account its own."
+        "Per kind of the cycle's ballots (or the one `kind` named): the batches each channel "
+        "submitted, with their totals per channel, and after the vote's close the box "
+        "recounted per channel from Postgres (`online` included), each channel with the "
+        "digest of its rows; no count before the close. Admins and auditors see every "
+        "channel, a channel's service account its own."
     ),
 )
 async def list_ballot_batches(
     year: Year,
     ctx: Ctx,
     principal: CurrentPrincipal,
-    kind: Annotated[str, Query(max_length=40)],
+    kind: Annotated[str | None, Query(max_length=40)] = None,
 ) -> BallotBatchesOut:
     own_channel = None if principal.role is Role.AUDITOR else _channel_of(principal)
     async with ctx.sessions() as session:
         cycle = await load_cycle(session, year)
-        _one_of("kind", [kind], tuple(cycle.phases))
-        box_id = budget_box_id(year, kind)
-        query = select(BallotBatch).where(col(BallotBatch.box_id) == box_id)
-        if own_channel is not None:
-            query = query.where(col(BallotBatch.channel) == own_channel)
-        rows = list(
-            (await session.execute(query.order_by(col(BallotBatch.submitted_at)))).scalars()
+        kinds = tuple(cycle.phases)
+        if kind is not None:
+            kinds = (_one_of("kind", [kind], kinds),)
+        return BallotBatchesOut(
+            year=year,
+            kinds={k: await _kind_batches(session, year, k, own_channel) for k in kinds},
         )
-        recount = None
-        closed_at = await session.scalar(
-            select(col(BallotBox.closed_at)).where(col(BallotBox.id) == box_id)
-        )
-        if closed_at is not None:
-            tallies = await count_box_by_channel(session, box_id)
-            recount = {
-                name: _recount(tally)
-                for name, tally in tallies.items()
-                if own_channel is None or name == own_channel
-            }
+
+
+async def _kind_batches(
+    session: AsyncSession, year: int, kind: str, own_channel: str | None
+) -> KindBatches:
+    box_id = budget_box_id(year, kind)
+    query = select(BallotBatch).where(col(BallotBatch.box_id) == box_id)
+    if own_channel is not None:
+        query = query.where(col(BallotBatch.channel) == own_channel)
+    rows = list((await session.execute(query.order_by(col(BallotBatch.submitted_at)))).scalars())
+    recount = None
+    closed_at = await session.scalar(
+        select(col(BallotBox.closed_at)).where(col(BallotBox.id) == box_id)
+    )
+    if closed_at is not None:
+        tallies = await count_box_by_channel(session, box_id)
+        recount = {
+            name: _recount(tally)
+            for name, tally in tallies.items()
+            if own_channel is None or name == own_channel
+        }
     totals: dict[str, ChannelTotals] = {}
     for row in rows:
         total = totals.setdefault(
@@ -293,12 +307,8 @@ async def list_ballot_batches(
         total.received += row.received
         total.accepted += row.accepted
         total.refused += len(row.refused)
-    return BallotBatchesOut(
-        year=year,
-        kind=kind,
-        batches=[_out(row, year, kind) for row in rows],
-        totals=totals,
-        recount=recount,
+    return KindBatches(
+        batches=[_out(row, year, kind) for row in rows], totals=totals, recount=recount
     )
 
 

@@ -146,6 +146,9 @@ POST /v1/budget-cycles/{year}/phase-overrides          401  403  403  -    403  
 POST /v1/budget-cycles/{year}/ballots                  401  409  403  -    403  403  403  403  403
 GET  /v1/budget-cycles/{year}/results                  409  409  409  -    409  409  409  409  409
 GET  /v1/budget-cycles/{year}/results.pb               409  409  409  -    409  409  409  409  409
+# a channel's batch before the vote (409 for the admin); cwo/cwx are departments, not channels
+POST /v1/budget-cycles/{year}/ballot-batches           401  403  403  -    403  403  403  403  409
+GET  /v1/budget-cycles/{year}/ballot-batches           401  403  403  -    403  403  403  ok   ok
 # the cycle has not started: the admin's writes are refused by the phase (409), or by a draw
 # that does not exist (422); nobody sits on a council yet (403)
 PUT  /v1/budget-cycles/{year}/fields                   401  403  403  -    403  403  403  403  409
@@ -711,6 +714,9 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     await m.check("POST /v1/budget-cycles/{year}/ballots", year=str(year), body=ballot)
     await m.check("GET /v1/budget-cycles/{year}/results", year=str(year))
     await m.check("GET /v1/budget-cycles/{year}/results.pb", year=str(year))
+    batch = {"channel": "paper", "kind": "metro", "ballots": []}
+    await m.check("POST /v1/budget-cycles/{year}/ballot-batches", year=str(year), body=batch)
+    await m.check("GET /v1/budget-cycles/{year}/ballot-batches", year=str(year))
     fields = {"fields": [{"field": "welfare", "allocation_krw": 1_000_000}]}
     await m.check("PUT /v1/budget-cycles/{year}/fields", year=str(year), body=fields)
     council = {"field": "welfare", "active_member_ids": ["a"], "draw_id": "no-such-draw"}

@@ -46,7 +46,7 @@ async def _totals(api: Api, year: int, who: dict[str, str]) -> dict[str, Any]:
     listing = expect(
         await api.http.get(_batch_path(year), params={"kind": "metro"}, headers=who), 200
     )
-    return dict(listing["totals"])
+    return dict(listing["kinds"]["metro"]["totals"])
 
 
 async def test_channel_batches_count_once_per_person_and_recount_per_channel(
@@ -187,10 +187,10 @@ async def test_channel_batches_count_once_per_person_and_recount_per_channel(
     assert before["paper"] == {"batches": 1, "received": 6, "accepted": 4, "refused": 2}
 
     # a channel sees its own batches only; no count is shown while the vote runs
-    own = expect(
-        await api.http.get(_batch_path(year), params={"kind": "metro"}, headers=paper), 200
-    )
-    assert set(own["totals"]) == {"paper"} and own["recount"] is None
+    own = expect(await api.http.get(_batch_path(year), headers=paper), 200)
+    assert set(own["kinds"]) == {"metro", "deliberative"}
+    assert set(own["kinds"]["metro"]["totals"]) == {"paper"}
+    assert own["kinds"]["metro"]["recount"] is None
     expect_problem(
         await api.http.get(
             _batch_path(year), params={"kind": "metro"}, headers=await api.citizen()
@@ -210,10 +210,17 @@ async def test_channel_batches_count_once_per_person_and_recount_per_channel(
     # 3 online + 40 mVoting + 4 paper + 2 on-site; 10 of them budget-school graduates
     assert results["ballots"] == {"general": 39, "budget_school": 10}
 
+    # after the close nothing more is taken
+    late = f"person_id,project_ids\nlate-{year},{a}\n"
+    closed = expect_problem(
+        await _send(api, year, paper, late, "text/csv", channel="paper", kind="metro"), 409
+    )
+    assert "assembly" in closed["detail"]
+
     listing = expect(
         await api.http.get(_batch_path(year), params={"kind": "metro"}, headers=auditor), 200
     )
-    recount = listing["recount"]
+    recount = listing["kinds"]["metro"]["recount"]
     assert set(recount) == {"online", "mvoting", "paper", "onsite"}
     assert recount["online"]["approvals"] == {a: {"general": 3}}
     assert recount["mvoting"]["approvals"] == {
