@@ -22,6 +22,7 @@ from api import (
     forums,
     officials,
     openapi,
+    participation,
     projects,
     signal_outbox,
     sortition,
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(budget.router)
     app.include_router(ballot_batches.router)
     app.include_router(projects.router)
+    app.include_router(participation.router)
     app.include_router(sortition.router)
     app.include_router(auditors.router)
     if settings.dev_endpoints:

@@ -370,6 +370,45 @@ def _check_calendar(
 Calendar = Annotated[dict[Name, dict[Name, PhaseWindow]], AfterValidator(_check_calendar)]
 
 
+#: A participation window may end in the year after the cycle's spending year (Y+2).
+ParticipationYearOffset = Annotated[int, Field(ge=0, le=2)]
+
+
+@dataclass(frozen=True)
+class ParticipationWindow(PhaseWindow):
+    """A window of whole-budget participation (process.md §9): [start, end) at 00:00 Seoul
+    time, as month-days of the cycle's year Y plus a year offset of 0, 1 (Y+1, the year the
+    budget is spent and settled) or 2 (a window that ends with Y+1 ends on 01-01 of Y+2)."""
+
+    start_year_offset: ParticipationYearOffset = 0
+    end_year_offset: ParticipationYearOffset = 0
+
+    def __post_init__(self) -> None:
+        if self._end_key() <= self._start_key():
+            raise ValueError(
+                f"ends ({_shown(*self._end_key())}) no later than it starts "
+                f"({_shown(*self._start_key())})"
+            )
+
+
+@dataclass(frozen=True)
+class ParticipationRules:
+    """When each record of the whole budget process is accepted (process.md §9, 003 1-3-①):
+    citizens' material requests, the departments' explanations, citizens' opinions for the
+    opinion statement and the statement itself, waste reports during execution, settlement
+    opinions and the departments' answers to them."""
+
+    __pydantic_config__ = _STRICT
+
+    material_requests: ParticipationWindow
+    explanations: ParticipationWindow
+    drafting_opinions: ParticipationWindow
+    opinion_statement: ParticipationWindow
+    waste_reports: ParticipationWindow
+    settlement_opinions: ParticipationWindow
+    settlement_answers: ParticipationWindow
+
+
 @dataclass(frozen=True)
 class Rulebook:
     """One immutable, named version of the rules. `content_hash` is computed on load."""
@@ -397,6 +436,7 @@ class Rulebook:
     district: DistrictRules | None = None
     neighbourhood: NeighbourhoodRules | None = None
     calendar: Calendar | None = None
+    participation: ParticipationRules | None = None
 
 
 @dataclass(frozen=True)
