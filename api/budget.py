@@ -67,7 +67,7 @@ from workflows.budget import BODY_PHASES, DELIBERATIVE, SHORTLIST_PHASES, Budget
 router = APIRouter(prefix="/v1/budget-cycles", tags=["budget cycles"])
 
 Year = Annotated[int, PathParam(ge=2000, le=2200, description="The cycle's budget year.")]
-DEFAULT_CYCLE_RULEBOOK = "seoul-2021"
+DEFAULT_CYCLE_RULEBOOK = "seoul-2021-2"
 CYCLE_SECTIONS = ("calendar", "metro")
 
 
