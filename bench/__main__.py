@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bench import ballots
+from bench import batches as batches_bench
 from bench import decisions as decisions_bench
 from bench import replay as replay_bench
 from bench import supports as supports_bench
@@ -26,6 +27,7 @@ Benchmark = Callable[[float], Coroutine[Any, Any, list[Figure]]]
 BENCHMARKS: dict[str, Benchmark] = {
     "ballots": ballots.proposal_ballots,
     "budget-ballots": ballots.budget_ballots,
+    "ballot-batches": batches_bench.ballot_batches,
     "tally": tally_bench.tally,
     "replay": replay_bench.replay,
     "supports": supports_bench.supports,

@@ -160,16 +160,22 @@ async def proposal_ballots(seconds: float) -> list[Figure]:
         ]
 
 
+async def metro_vote(bench: Bench) -> tuple[int, dict[str, str]]:
+    """A new cycle walked to its metropolitan vote: (the year, the ids of projects A-C)."""
+    api = bench.api
+    admin = await api.official("admin")
+    year = await next_year(api)
+    expect(await api.post("/v1/budget-cycles", admin, {"year": year}), 201)
+    projects = await walk_to_ballot(api, year)
+    await advance_to(api, seoul(year, 8, 1) + timedelta(seconds=1))
+    await wait_phase(api, year, "metro", "vote")
+    return year, {name: project["id"] for name, project in projects.items()}
+
+
 async def budget_ballots(seconds: float) -> list[Figure]:
     async with simulated_stack() as bench:
-        api = bench.api
-        admin = await api.official("admin")
-        year = await next_year(api)
-        expect(await api.post("/v1/budget-cycles", admin, {"year": year}), 201)
-        projects = await walk_to_ballot(api, year)
-        await advance_to(api, seoul(year, 8, 1) + timedelta(seconds=1))
-        await wait_phase(api, year, "metro", "vote")
-        chosen = [projects["A"]["id"], projects["C"]["id"]]
+        year, ids = await metro_vote(bench)
+        chosen = [ids["A"], ids["C"]]
         body = {"kind": "metro", "project_ids": chosen}
         path = f"/v1/budget-cycles/{year}/ballots"
         return [

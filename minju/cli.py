@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import secrets
@@ -661,17 +660,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Allocations between two collections of the youngest generation (Python's default is 700):
-#: a request allocates thousands of short-lived objects, and at the default the collector ran
-#: for 6 % of the ballot path's CPU; at 50,000 ballots over HTTP went from 782/s to 931/s
-#: (p99 141 to 107 ms) in one bench run, for a few MB more of young objects.
-GC_YOUNG_THRESHOLD = 50_000
-
-
 def _run(main: Coroutine[Any, Any, int]) -> int:
     """Run `main` on uvloop (libuv's event loop: the API's requests and the worker's
     activities take less CPU on it) when it is installed, else on asyncio's own loop."""
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     try:
         import uvloop
     except ImportError:

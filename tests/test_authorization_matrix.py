@@ -149,6 +149,12 @@ GET  /v1/budget-cycles/{year}/results.pb               409  409  409  -    409  
 # a channel's batch before the vote (409 for the admin); cwo/cwx are departments, not channels
 POST /v1/budget-cycles/{year}/ballot-batches           401  403  403  -    403  403  403  403  409
 GET  /v1/budget-cycles/{year}/ballot-batches           401  403  403  -    403  403  403  ok   ok
+# before its window: an eligible citizen's record is 409; answers need a record (404 for a
+# caseworker), the others' roles are refused first
+POST /v1/budget-cycles/{year}/participation            401  409  403  -    403  403  403  403  403
+GET  /v1/budget-cycles/{year}/participation            ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/budget-cycles/{year}/participation/{record_id}/answers 401 403 403 - 404 404 403 403 403
+GET  /v1/me/participation                              401  ok   ok   -    ok   ok   ok   ok   ok
 # the cycle has not started: the admin's writes are refused by the phase (409), or by a draw
 # that does not exist (422); nobody sits on a council yet (403)
 PUT  /v1/budget-cycles/{year}/fields                   401  403  403  -    403  403  403  403  409
@@ -717,6 +723,16 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     batch = {"channel": "paper", "kind": "metro", "ballots": []}
     await m.check("POST /v1/budget-cycles/{year}/ballot-batches", year=str(year), body=batch)
     await m.check("GET /v1/budget-cycles/{year}/ballot-batches", year=str(year))
+    record = {"stage": "drafting", "kind": "material_request", "body": "the bus budget by line"}
+    await m.check("POST /v1/budget-cycles/{year}/participation", year=str(year), body=record)
+    await m.check("GET /v1/budget-cycles/{year}/participation", year=str(year))
+    await m.check(
+        "POST /v1/budget-cycles/{year}/participation/{record_id}/answers",
+        year=str(year),
+        record_id="no-such-record",
+        body={"body": "an explanation"},
+    )
+    await m.check("GET /v1/me/participation")
     fields = {"fields": [{"field": "welfare", "allocation_krw": 1_000_000}]}
     await m.check("PUT /v1/budget-cycles/{year}/fields", year=str(year), body=fields)
     council = {"field": "welfare", "active_member_ids": ["a"], "draw_id": "no-such-draw"}

@@ -68,7 +68,7 @@ async def test_phases_change_on_the_calendar_and_an_override_moves_a_boundary(
     admin = await api.official("admin")
     year = await next_year(api)
     created = expect(await api.post("/v1/budget-cycles", admin, {"year": year}), 201)
-    assert created["rulebook"] == "seoul-2021" and created["drop_ratio"] == 0.05
+    assert created["rulebook"] == "seoul-2021-2" and created["drop_ratio"] == 0.05
     assert created["phases"]["metro"] == {
         "phase": NOT_STARTED,
         "phase_ends_at": seoul(year, 1, 1).isoformat(),
