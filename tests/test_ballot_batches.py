@@ -188,7 +188,7 @@ async def test_channel_batches_count_once_per_person_and_recount_per_channel(
 
     # a channel sees its own batches only; no count is shown while the vote runs
     own = expect(await api.http.get(_batch_path(year), headers=paper), 200)
-    assert set(own["kinds"]) == {"metro", "deliberative"}
+    assert set(own["kinds"]) == {"metro", "deliberative", "governance"}
     assert set(own["kinds"]["metro"]["totals"]) == {"paper"}
     assert own["kinds"]["metro"]["recount"] is None
     expect_problem(

@@ -41,11 +41,16 @@ TEXT = (rulebooks.BUILTIN_DIR / f"{RULEBOOK}.toml").read_text()
 
 
 def test_seoul_2021_2_is_seoul_2021_plus_the_participation_windows() -> None:
+    """... and plus the calendars of the types seoul-2021 had none for (the governance type on
+    the metropolitan calendar); every section seoul-2021 has is the same."""
     older = rulebooks.load("seoul-2021")
     newer, before = rulebooks.as_json(PINNED.rulebook), rulebooks.as_json(older.rulebook)
     assert set(newer) - set(before) == {"participation"}
-    for section in set(before) - {"name", "title", "source"}:
+    for section in set(before) - {"name", "title", "source", "calendar"}:
         assert newer[section] == before[section], section
+    for kind, phases in before["calendar"].items():
+        assert newer["calendar"][kind] == phases, kind
+    assert newer["calendar"]["governance"] == before["calendar"]["metro"]
     # the older book keeps its content, hence its hash: the new section is optional
     assert "participation" not in before
     assert (
