@@ -23,6 +23,7 @@ from api.budget import Year, _phase_of, load_cycle
 from api.context import AppContext, Ctx
 from api.errors import Problem
 from api.idempotency import IdempotencyKey, run_once
+from api.proposal_service import pinned_rules
 from models.ballot_batches import (
     CHANNELS,
     CSV_FORMAT,
@@ -40,6 +41,8 @@ from models.ballot_batches import (
     take_batch,
 )
 from models.ballot_box import BoxTally, budget_box_id, count_box_by_channel
+from models.budget import VOTE_PHASE
+from models.budget_tables import BudgetCycle
 from models.case import Role
 from models.tables import BallotBox
 
@@ -129,6 +132,12 @@ def _one_of(name: str, given: list[object], allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
+def _ballot_kinds(ctx: AppContext, cycle: BudgetCycle) -> tuple[str, ...]:
+    """The cycle's types that vote: those whose calendar has a `vote` phase."""
+    calendar = pinned_rules(ctx, cycle.rulebook, default=cycle.rulebook, sections=()).rulebook
+    return tuple(kind for kind, phases in (calendar.calendar or {}).items() if VOTE_PHASE in phases)
+
+
 def _read(media_type: str, content: bytes) -> tuple[str, ReadBatch, dict[str, Any]]:
     format_ = MEDIA_TYPES.get(media_type)
     if format_ is None:
@@ -213,7 +222,7 @@ async def submit_ballot_batch(
         raise Problem(403, f"this account submits ballots of the {own_channel} channel only")
     async with ctx.sessions() as session:
         cycle = await load_cycle(session, year)
-    kind_ = _one_of("kind", [kind, members.get("kind")], tuple(cycle.phases))
+    kind_ = _one_of("kind", [kind, members.get("kind")], _ballot_kinds(ctx, cycle))
     digest = content_digest(content)
 
     async def take(unit: AppContext) -> BallotBatchOut:
@@ -270,7 +279,7 @@ async def list_ballot_batches(
     own_channel = None if principal.role is Role.AUDITOR else _channel_of(principal)
     async with ctx.sessions() as session:
         cycle = await load_cycle(session, year)
-        kinds = tuple(cycle.phases)
+        kinds = _ballot_kinds(ctx, cycle)
         if kind is not None:
             kinds = (_one_of("kind", [kind], kinds),)
         return BallotBatchesOut(

@@ -20,7 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
-from api.errors import Problem, ballot_problem, not_found
+from api.errors import Problem, ballot_problem, not_found, unavailable
 from api.idempotency import IdempotencyKey, run_once
 from api.proposal_service import decide_case, pinned_rules, timeline, update_id
 from api.schemas import (
@@ -410,6 +410,12 @@ async def cast_budget_ballot(
                 if phase != VOTE_PHASE:
                     raise Problem(
                         409, f"the {body.kind} vote is not open: the phase is {phase}"
+                    ) from refused
+                if refused.not_found:
+                    # the phase has changed and the cycle is opening the box (it records
+                    # every type's phase change first): moments, not a missing box
+                    raise unavailable(
+                        f"the {body.kind} ballot box is opening: send the ballot again"
                     ) from refused
             raise ballot_problem(refused) from refused
         return BudgetBallotReceipt(receipt=receipt)

@@ -18,7 +18,8 @@ cycle's projection, `budget_cycles.phases`); who sits on a council or the Square
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,7 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints, field_validator
-from sqlalchemy import func
+from sqlalchemy import func, or_, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
@@ -44,8 +45,10 @@ from models.case import Role
 from models.ids import budget_cycle_workflow_id, project_workflow_id
 from models.project import (
     DELIBERATIVE,
+    GOVERNANCE,
     METRO,
     SUPPORTED_KINDS,
+    TWO_STAGE_KINDS,
     CouncilReview,
     Deliberation,
     ObjectionAnswer,
@@ -70,7 +73,13 @@ PositiveKRW = Annotated[int, Field(gt=0, le=10**15)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000)]
 ReviewScore = Annotated[int, Field(ge=0, le=100)]
 #: The rulebook sections each kind of project needs.
-PROJECT_SECTIONS = {METRO: ("metro", "review"), DELIBERATIVE: ("deliberative",)}
+PROJECT_SECTIONS = {
+    METRO: ("metro", "review"),
+    DELIBERATIVE: ("deliberative",),
+    GOVERNANCE: ("metro", "review", "governance"),
+}
+#: The statuses of a governance project that take room under the type's yearly ceiling.
+GOVERNANCE_COUNTED = ("candidate", "selected")
 #: The deliberative phases in which a caseworker enters an existing programme, and in which a
 #: council member enters a new item (process.md §5: new ones are added in deliberation too).
 PROGRAMME_PHASES = ("forming", "shortlist")
@@ -80,6 +89,7 @@ OPINION_PHASES = ("shortlist", "deliberation", "vote")
 #: The phases in which a proposer may withdraw, by kind.
 WITHDRAWAL_PHASES = {
     METRO: ("call", "screening", "council_review", "objections"),
+    GOVERNANCE: ("call", "screening", "council_review", "objections"),
     DELIBERATIVE: ("forming", "shortlist", "deliberation"),
 }
 
@@ -105,6 +115,8 @@ class ProjectCreate(Body):
         default_factory=list
     )
     years: list[YearCostIn] | None = None
+    #: Governance: the department proposing and running the project with the citizens.
+    department: ShortText | None = None
 
     @field_validator("districts")
     @classmethod
@@ -315,11 +327,13 @@ def require_phase(cycle: BudgetCycle, action: str, *phases: str, kind: str = MET
 
 
 def require_metro(row: BudgetProject, action: str) -> None:
-    """409: screening, the council review and objections are the metropolitan type's."""
-    if row.kind != METRO:
+    """409: screening, the council review and objections are the metropolitan and governance
+    types' (the two-stage review of process.md §6a)."""
+    if row.kind not in TWO_STAGE_KINDS:
         raise Problem(
             409,
-            f"{action} is for metropolitan projects (process.md §6a); this one is {row.kind}",
+            f"{action} is for metropolitan and governance projects (process.md §6a); this one "
+            f"is {row.kind}",
         )
 
 
@@ -333,24 +347,73 @@ def require_deliberative(row: BudgetProject, action: str) -> None:
 async def _project_in_phase(
     ctx: AppContext, project_id: str, action: str, *phases: str
 ) -> BudgetProject:
-    """A metropolitan project whose cycle's metro type is in one of `phases` (409 otherwise)."""
+    """A metropolitan or governance project whose cycle's type (its kind) is in one of
+    `phases` (409 otherwise)."""
     async with ctx.sessions() as session:
         row = await load_project(session, project_id)
         require_metro(row, action)
-        require_phase(await _cycle(session, row.year), action, *phases)
+        require_phase(await _cycle(session, row.year), action, *phases, kind=row.kind)
     return row
+
+
+@asynccontextmanager
+async def governance_ceiling(
+    ctx: AppContext, row: BudgetProject, cost_krw: int
+) -> AsyncIterator[None]:
+    """For a decision that puts `row` on the governance ballot at `cost_krw` (the council
+    advancing it, an objection's answer adjusting its cost): 422 naming
+    `governance.ceiling_krw` unless the type's candidates of the year, with linked items,
+    stay within the yearly ceiling; held (an advisory lock per cycle) until the decision is
+    recorded, so two decisions cannot both take the last room. Other kinds pass through."""
+    if row.kind != GOVERNANCE:
+        yield
+        return
+    rules = pinned_rules(ctx, row.rulebook, default=row.rulebook, sections=("governance",))
+    governance = rules.rulebook.governance
+    assert governance is not None
+    async with ctx.sessions() as session, session.begin():
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"governance-ceiling:{row.year}"},
+        )
+        others = await session.scalar(
+            select(func.coalesce(func.sum(col(BudgetProject.cost_krw)), 0)).where(
+                col(BudgetProject.year) == row.year,
+                col(BudgetProject.kind) == GOVERNANCE,
+                col(BudgetProject.id) != row.id,
+                or_(
+                    col(BudgetProject.status).in_(GOVERNANCE_COUNTED),
+                    col(BudgetProject.linked),
+                ),
+            )
+        )
+        total = int(others or 0) + cost_krw
+        if total > governance.ceiling_krw:
+            raise Problem(
+                422,
+                f"governance.ceiling_krw: the governance candidates of {row.year}, linked items "
+                f"included, would total {total:,} KRW ({int(others or 0):,} KRW besides this "
+                f"project's {cost_krw:,}), over the yearly ceiling of "
+                f"{governance.ceiling_krw:,} KRW",
+                field="governance.ceiling_krw",
+            )
+        yield
 
 
 # ---- submission --------------------------------------------------------------------------------
 
 
-async def _submit_metro(
+async def _submit_two_stage(
     ctx: AppContext, principal: Principal, year: int, body: ProjectCreate
 ) -> ProjectOut:
+    """A metropolitan project, or a governance one with its partner department, in the
+    type's call."""
     async with ctx.sessions() as session:
         cycle = await _cycle(session, year)
-    require_phase(cycle, "submitting a metropolitan project", "call")
-    return await _start_project(ctx, principal, cycle, body)
+    what = "a metropolitan" if body.kind == METRO else "a governance"
+    require_phase(cycle, f"submitting {what} project", "call", kind=body.kind)
+    department = body.department if body.kind == GOVERNANCE else None
+    return await _start_project(ctx, principal, cycle, body, department=department)
 
 
 def _require_cycle_field(cycle: BudgetCycle, field: str) -> None:
@@ -468,6 +531,14 @@ async def _start_project(
     description=(
         "`kind: metro`: an eligible citizen proposes a metropolitan project in the metro `call` "
         "phase; at least one district (`districts`, 422 otherwise).\n\n"
+        "`kind: governance` (process.md §7): an eligible citizen proposes jointly with a "
+        "department, named in `department` (422 without it), in the governance `call` phase; "
+        "it takes the metropolitan path (screening with `metro.min_districts`, the council "
+        "review, objections, the August vote with the drop rule) without a per-project cap: "
+        "a project over the type's yearly ceiling is refused at screening, and the council "
+        "advancing a candidate, or an objection's answer raising its cost, past the ceiling "
+        "for the year's candidates (`governance.ceiling_krw`, the ceiling itself allowed) is "
+        "422 naming it with the sums.\n\n"
         "`kind: deliberative` (process.md §5): a caseworker enters an existing programme of "
         "their department (`dept`) while the deliberative phase is `forming` or `shortlist`; a "
         "member of the field's citizen council enters a new item while it is `forming`, "
@@ -492,7 +563,7 @@ async def submit_project(
             f"kind {body.kind!r} is not yet supported; supported: {', '.join(SUPPORTED_KINDS)}",
             field="kind",
         )
-    submit = _submit_metro
+    submit = _submit_two_stage
     if body.kind == DELIBERATIVE:
         if principal.role not in (Role.CASEWORKER, Role.CITIZEN):
             raise Problem(
@@ -504,8 +575,14 @@ async def submit_project(
     else:
         require_eligible(principal)
         if not body.districts:
+            what = "a metropolitan" if body.kind == METRO else "a governance"
+            raise Problem(422, f"districts: {what} project names its districts", field="districts")
+        if body.kind == GOVERNANCE and body.department is None:
             raise Problem(
-                422, "districts: a metropolitan project names its districts", field="districts"
+                422,
+                "department: a governance project is proposed jointly by citizens and a "
+                "department (process.md §7): name the department that runs it with you",
+                field="department",
             )
     return await run_once(
         ctx,
@@ -623,7 +700,20 @@ async def review_project(
 ) -> ProjectOut:
     """The public-private budget council's review (committee): a vote candidate or not."""
     require_role(principal, Role.COMMITTEE)
-    await _project_in_phase(ctx, project_id, "the council review", "council_review")
+    row = await _project_in_phase(ctx, project_id, "the council review", "council_review")
+    if not body.advance:
+        return await _review(ctx, project_id, principal, body, idempotency_key)
+    async with governance_ceiling(ctx, row, row.cost_krw):
+        return await _review(ctx, project_id, principal, body, idempotency_key)
+
+
+async def _review(
+    ctx: AppContext,
+    project_id: str,
+    principal: Principal,
+    body: ProjectReviewRequest,
+    idempotency_key: str | None,
+) -> ProjectOut:
     scores = body.scores
     return await _decide(
         ctx,
@@ -707,11 +797,25 @@ async def answer_objection(
 ) -> ProjectOut:
     """The operations team answers an objection, possibly adjusting the cost (below the cap)."""
     require_role(principal, Role.ADMIN)
-    await _project_in_phase(ctx, project_id, "answering an objection", "objections")
+    row = await _project_in_phase(ctx, project_id, "answering an objection", "objections")
     async with ctx.sessions() as session:
         objection = await session.get(ProjectObjection, objection_id)
     if objection is None or objection.project_id != project_id:
         raise not_found("objection")
+    if body.adjusted_cost_krw is None:
+        return await _answer(ctx, project_id, objection_id, principal, body, idempotency_key)
+    async with governance_ceiling(ctx, row, body.adjusted_cost_krw):
+        return await _answer(ctx, project_id, objection_id, principal, body, idempotency_key)
+
+
+async def _answer(
+    ctx: AppContext,
+    project_id: str,
+    objection_id: str,
+    principal: Principal,
+    body: ObjectionAnswerRequest,
+    idempotency_key: str | None,
+) -> ProjectOut:
     return await _decide(
         ctx,
         project_id,

@@ -5,6 +5,10 @@ reviewed by the public-private budget council, objected to while it is a vote ca
 finally selected or dropped by the vote (a `vote_result` signal from the cycle). The proposer
 may withdraw it until the vote; a linked (forum-centred) item may not be withdrawn (§6a).
 
+A governance project (광역협치형, §7) takes the metropolitan path (the same two-stage review,
+objections and vote, §6a), proposed jointly by citizens and a department; no per-project cap
+applies, the type's yearly ceiling (`governance.ceiling_krw`) bounds its candidates.
+
 A deliberative project (숙의형, §5) is an existing programme a department's caseworker enters,
 or a new item a member of the field's citizen council enters. The cycle's shortlist
 (`shortlist_result` signal) puts it on the field's deliberation list or not; the council then
@@ -24,8 +28,12 @@ from models.rules import PinnedRules
 
 METRO = "metro"
 DELIBERATIVE = "deliberative"
-#: The kinds a project workflow runs for now (api.md: `governance` later).
-SUPPORTED_KINDS = (METRO, DELIBERATIVE)
+GOVERNANCE = "governance"
+#: The kinds a project workflow runs.
+SUPPORTED_KINDS = (METRO, DELIBERATIVE, GOVERNANCE)
+#: The kinds with the two-stage review (eligibility screening, then the public-private budget
+#: council), objections and the drop rule of the citizen vote (process.md §6a).
+TWO_STAGE_KINDS = (METRO, GOVERNANCE)
 #: Each review score is 0..100.
 SCORE_MAX = 100
 SCORE_NAMES = ("necessity", "feasibility", "impact", "inclusiveness")
@@ -67,6 +75,9 @@ FINAL = frozenset(
 #: The proposer may withdraw until the vote (§6: "the project leaves review"), by kind.
 WITHDRAWABLE = {
     METRO: frozenset({ProjectStatus.SUBMITTED, ProjectStatus.ELIGIBLE, ProjectStatus.CANDIDATE}),
+    GOVERNANCE: frozenset(
+        {ProjectStatus.SUBMITTED, ProjectStatus.ELIGIBLE, ProjectStatus.CANDIDATE}
+    ),
     DELIBERATIVE: frozenset({ProjectStatus.SUBMITTED, ProjectStatus.SHORTLISTED}),
 }
 #: What the field's citizen council may do with a project on its deliberation list (§5).
@@ -95,7 +106,8 @@ class ProjectStart:
     linked: bool = False
     years: list[YearCost] = dataclasses.field(default_factory=list)
     #: Deliberative: the department of the existing programme its caseworker entered; None
-    #: for a new item a council member entered.
+    #: for a new item a council member entered. Governance: the department that proposes and
+    #: runs the project with the citizens (process.md §7).
     department: str | None = None
     #: Deliberative: a new item the council adds during deliberation starts on its list.
     shortlisted: bool = False

@@ -49,12 +49,23 @@ async def advance_to(api: Api, moment: datetime) -> None:
 
 
 async def wait_phase(api: Api, year: int, kind: str, phase: str) -> dict[str, Any]:
+    """The cycle once `kind` is in `phase`; for the vote, once its box is open too (the cycle
+    records every type's phase change first, then opens the boxes)."""
     for _ in range(400):
         cycle: dict[str, Any] = expect(await api.http.get(f"/v1/budget-cycles/{year}"), 200)
-        if cycle["phases"][kind]["phase"] == phase:
+        if cycle["phases"][kind]["phase"] == phase and (
+            phase != "vote" or await _vote_opened(api, year, kind)
+        ):
             return cycle
         await asyncio.sleep(0.05)
     raise AssertionError(f"{kind} never reached {phase}: {cycle}")
+
+
+async def _vote_opened(api: Api, year: int, kind: str) -> bool:
+    return any(
+        e["event"] == "vote_opened" and e["note"].startswith(f"{kind}:")
+        for e in await cycle_timeline(api, year)
+    )
 
 
 async def cycle_timeline(api: Api, year: int) -> list[dict[str, Any]]:

@@ -195,13 +195,13 @@ async def test_a_deliberative_project_from_its_entry_to_the_vote(
         refused = expect_problem(
             await api.post(f"/v1/projects/{programme['id']}/{step}", who, body), 409
         )
-        assert "metropolitan projects" in refused["detail"]
+        assert "metropolitan and governance projects" in refused["detail"]
     scores = {"necessity": 1, "feasibility": 2, "impact": 3, "inclusiveness": 4}
     review = {"advance": True, "scores": scores, "note": ""}
     refused = expect_problem(
         await api.post(f"/v1/projects/{programme['id']}/review", committee, review), 409
     )
-    assert "metropolitan projects" in refused["detail"]
+    assert "metropolitan and governance projects" in refused["detail"]
 
     # withdrawal: the proposer only
     withdraw = f"/v1/projects/{leaving['id']}/withdraw"

@@ -99,7 +99,7 @@ async def test_a_metro_project_from_the_call_to_the_ballot(
         (proposal(districts=["Mapo-gu", "Atlantis"]), "districts"),
         (proposal(districts=["Mapo-gu", "Mapo-gu"]), "districts"),
         (proposal(event="yes"), "event"),
-        (proposal(kind="governance"), "kind"),
+        (proposal(kind="governance"), "department"),
         (proposal(kind="lunar"), "kind"),
         (proposal(title=""), "title"),
         (proposal(colour="red"), "colour"),

@@ -7,6 +7,10 @@ A metropolitan project (광역제안형, kind `metro`):
     candidate -> (the vote, a `vote_result` signal from the cycle) selected | dropped
     submitted | eligible | candidate -> withdrawn (the proposer; never a linked item)
 
+A governance project (광역협치형, kind `governance`, §7) follows the metropolitan path and
+commands (§6a: the same two-stage review and vote); at screening it has no cap but must fit the
+type's yearly ceiling alone (the API holds the year's candidates together under it).
+
 A deliberative project (숙의형, kind `deliberative`): an existing programme (a caseworker) or a
 new item (a member of the field's citizen council; entered during deliberation, it starts on
 the list):
@@ -66,9 +70,11 @@ with workflow.unsafe.imports_passed_through():
         DELIBERATION_ACTIONS,
         DELIBERATIVE,
         FINAL,
+        GOVERNANCE,
         METRO,
         SCORE_MAX,
         SCORE_NAMES,
+        TWO_STAGE_KINDS,
         WITHDRAWABLE,
         CouncilReview,
         Deliberation,
@@ -167,6 +173,8 @@ class ProjectWorkflow(CaseRecorder):
         return review
 
     def _cap_refusal(self, cost_krw: int) -> str | None:
+        if self._state.kind == GOVERNANCE:
+            return self._ceiling_refusal(cost_krw)
         metro = self._metro()
         if metro.within_cap(cost_krw, event=self._state.event):
             return None
@@ -176,6 +184,18 @@ class ProjectWorkflow(CaseRecorder):
         return (
             f"{rule}: {kind} project must cost less than {_krw(cap)} "
             f"(the cap is exclusive); this one costs {_krw(cost_krw)}"
+        )
+
+    def _ceiling_refusal(self, cost_krw: int) -> str | None:
+        """A governance project has no cap of its own; alone it must fit the type's yearly
+        ceiling (the API checks the candidates together against it at the council review)."""
+        governance = self._start.rules.rulebook.governance
+        assert governance is not None  # the API pins only a rulebook with governance rules
+        if cost_krw <= governance.ceiling_krw:
+            return None
+        return (
+            f"governance.ceiling_krw: a governance project must fit the type's yearly ceiling "
+            f"of {_krw(governance.ceiling_krw)}; this one costs {_krw(cost_krw)}"
         )
 
     def _require_status(self, *allowed: ProjectStatus, action: str) -> None:
@@ -188,11 +208,13 @@ class ProjectWorkflow(CaseRecorder):
             )
 
     def _require_metro(self, action: str) -> None:
-        """Screening, the council review and objections are the metropolitan type's (§6a)."""
-        if self._state.kind != METRO:
+        """Screening, the council review and objections are the metropolitan and governance
+        types' (§6a)."""
+        if self._state.kind not in TWO_STAGE_KINDS:
             raise reject(
                 ErrorType.CONFLICT,
-                f"{action} is for metropolitan projects; this one is {self._state.kind}",
+                f"{action} is for metropolitan and governance projects; this one is "
+                f"{self._state.kind}",
             )
 
     def _on_ballot(self) -> ProjectStatus:
@@ -257,9 +279,10 @@ class ProjectWorkflow(CaseRecorder):
             raise reject(ErrorType.INVALID, refusal)
         needed = self._metro().min_districts
         if len(self._state.districts) < needed:
+            kind = "a metropolitan" if self._state.kind == METRO else "a governance"
             raise reject(
                 ErrorType.INVALID,
-                f"metro.min_districts: a metropolitan project must benefit at least {needed} "
+                f"metro.min_districts: {kind} project must benefit at least {needed} "
                 f"districts; this one names {len(self._state.districts)}",
             )
 
@@ -300,7 +323,7 @@ class ProjectWorkflow(CaseRecorder):
     @workflow.signal
     async def objection_filed(self, filed: ObjectionFiled) -> None:
         """An objection row was written by the API (only while the project is a candidate)."""
-        if self._state.kind != METRO:
+        if self._state.kind not in TWO_STAGE_KINDS:
             return  # the API files none for another kind
         if self._state.objection(filed.objection_id) is not None:
             return  # signals may come twice
