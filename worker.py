@@ -16,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.ballots import BallotBoxes
 from activities.budget import BudgetRecords
+from activities.district_plans import DistrictPlanRecords
 from activities.forums import ForumRecords
 from activities.notices import Notices
 from activities.opinions import OpinionBoxes
@@ -87,6 +88,7 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
         budget.open_budget_ballot,
         budget.close_budget_ballot,
         budget.submitted_projects,
+        DistrictPlanRecords(sessions).project_district_plan,
     ]
 
 

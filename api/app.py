@@ -18,6 +18,7 @@ from api import (
     budget,
     citizens,
     dev,
+    district_plans,
     errors,
     forums,
     officials,
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ballot_batches.router)
     app.include_router(projects.router)
     app.include_router(participation.router)
+    app.include_router(district_plans.router)
     app.include_router(sortition.router)
     app.include_router(auditors.router)
     if settings.dev_endpoints:

@@ -285,6 +285,22 @@ class NeighbourhoodRules:
     ceiling_krw: PositiveInt
 
 
+@dataclass(frozen=True)
+class NeighbourhoodCeilingRules:
+    """How the city computes each district's neighbourhood ceiling from its counts (process.md
+    §6a, 003 1-2-⑤): `krw_per_neighbourhood` for each planning-type and each autonomous
+    neighbourhood alike, at most `autonomous_max_per_district` autonomous ones per district; the
+    districts' ceilings together stay within `neighbourhood.ceiling_krw`."""
+
+    __pydantic_config__ = _STRICT
+
+    krw_per_neighbourhood: PositiveInt
+    autonomous_max_per_district: PositiveInt
+
+    def district_ceiling_krw(self, planning: int, autonomous: int) -> int:
+        return self.krw_per_neighbourhood * (planning + autonomous)
+
+
 def _every_year(month_day: str) -> str:
     month, day = (int(part) for part in month_day.split("-"))
     try:
@@ -437,6 +453,7 @@ class Rulebook:
     neighbourhood: NeighbourhoodRules | None = None
     calendar: Calendar | None = None
     participation: ParticipationRules | None = None
+    neighbourhood_ceiling: NeighbourhoodCeilingRules | None = None
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from api.app import create_app
 from api.auth import issue_token
 from minju.config import ClockMode, Settings
 from models.ballot_box import cast_proposal_ballot
+from models.district_plans import DistrictPlan, NeighbourhoodAgendaSet
 from models.project_tables import BudgetProject
 from tests.conftest import Stack
 from tests.helpers import Api, auth, expect
@@ -163,6 +164,25 @@ POST /v1/budget-cycles/{year}/square                   401  403  403  -    403  
 PUT  /v1/budget-cycles/{year}/fields/{field}/shortlist 401  403  403  -    403  403  403  403  403
 POST /v1/budget-cycles/{year}/assembly                 401  403  403  -    403  403  403  403  409
 POST /v1/budget-cycles/{year}/council                  401  403  403  -    403  403  403  403  409
+# ---- district and neighbourhood plans (cycle not started: each write its role allows is 409 by
+# phase; a plan or an agenda set is written by a caseworker of a district,
+# `dept: "district:<name>"`, which neither caseworker column is: 403 for both)
+POST /v1/budget-cycles/{year}/strategic-districts      401  403  403  -    403  403  403  403  409
+GET  /v1/budget-cycles/{year}/strategic-districts      404  404  404  -    404  404  404  404  404
+POST /v1/budget-cycles/{year}/district-plans           401  403  403  -    403  403  403  403  403
+GET  /v1/budget-cycles/{year}/district-plans           ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/district-plans/{plan_id}                      ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/district-plans/{plan_id}/timeline             ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/district-plans/{plan_id}/negotiations         401  403  403  -    403  403  403  403  409
+POST /v1/district-plans/{plan_id}/decision             401  403  403  -    403  403  403  403  409
+POST /v1/district-plans/{plan_id}/agreement            401  403  403  -    403  403  403  403  409
+PUT  /v1/budget-cycles/{year}/neighbourhood-ceilings   401  403  403  -    403  403  403  403  409
+GET  /v1/budget-cycles/{year}/neighbourhood-ceilings   ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/budget-cycles/{year}/neighbourhood-agendas    401  403  403  -    403  403  403  403  403
+GET  /v1/budget-cycles/{year}/neighbourhood-agendas    ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/neighbourhood-agendas/{agenda_id}             ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/neighbourhood-agendas/{agenda_id}/timeline    ok   ok   ok   -    ok   ok   ok   ok   ok
+POST /v1/neighbourhood-agendas/{agenda_id}/review      401  403  403  -    403  403  403  403  409
 # ---- budget projects (cycle not started: each write its role allows is 409 by phase) --------
 POST /v1/budget-cycles/{year}/projects                 401  any  403  -    403  403  403  403  403
 GET  /v1/budget-cycles/{year}/projects                 ok   ok   ok   -    ok   ok   ok   ok   ok
@@ -755,6 +775,94 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
         "POST /v1/budget-cycles/{year}/council",
         year=str(year),
         body={"adopted_project_ids": [], "resolution_ref": "resolution 1"},
+    )
+
+    # ---- district and neighbourhood plans: a plan and an agenda set of that cycle (recorded
+    # directly: their phases have not come), so every write the caller's role allows is 409
+    selection = {"districts": ["Mapo-gu", "Gwanak-gu", "Nowon-gu", "Eunpyeong-gu", "Guro-gu"]}
+    await m.check(
+        "POST /v1/budget-cycles/{year}/strategic-districts", year=str(year), body=selection
+    )
+    await m.check("GET /v1/budget-cycles/{year}/strategic-districts", year=str(year))
+    plan = {
+        "district": "Mapo-gu",
+        "strategic": False,
+        "plan": "the first year's plan",
+        "cost_krw": 1_000_000,
+    }
+    await m.check("POST /v1/budget-cycles/{year}/district-plans", year=str(year), body=plan)
+    await m.check("GET /v1/budget-cycles/{year}/district-plans", year=str(year))
+    district_plan = DistrictPlan(
+        id="matrix-district-plan",
+        workflow_id="district-plan-matrix-district-plan",
+        year=year,
+        district="Mapo-gu",
+        strategic=False,
+        plan="the first year's plan",
+        submitted_cost_krw=1_000_000,
+        ceiling_krw=1_000_000_000,
+        cost_krw=1_000_000,
+        submitted_by="matrix-district-worker",
+        rulebook="seoul-2021-2",
+        rulebook_hash="-",
+        created_at=datetime.now(UTC),
+    )
+    agenda_set = NeighbourhoodAgendaSet(
+        id="matrix-agenda-set",
+        year=year,
+        district="Mapo-gu",
+        neighbourhood="Mangwon-dong",
+        agendas=[{"title": "a reading room", "rank": 1, "cost_krw": 1_000_000}],
+        assembly_minutes="the assembly's minutes",
+        cost_krw=1_000_000,
+        submitted_by="matrix-district-worker",
+        created_at=datetime.now(UTC),
+    )
+    async with system.sessions() as session, session.begin():
+        session.add_all([district_plan, agenda_set])
+    plan_id = district_plan.id
+    await m.check("GET /v1/district-plans/{plan_id}", plan_id=plan_id)
+    await m.check("GET /v1/district-plans/{plan_id}/timeline", plan_id=plan_id)
+    await m.check(
+        "POST /v1/district-plans/{plan_id}/negotiations",
+        plan_id=plan_id,
+        body={"notes": "round one"},
+    )
+    await m.check(
+        "POST /v1/district-plans/{plan_id}/decision",
+        plan_id=plan_id,
+        body={"funded": True, "note": "funded"},
+    )
+    await m.check(
+        "POST /v1/district-plans/{plan_id}/agreement",
+        plan_id=plan_id,
+        body={"council_reference": "resolution 1"},
+    )
+    counts = {
+        "districts": [
+            {"district": "Mapo-gu", "planning_neighbourhoods": 7, "autonomous_neighbourhoods": 3}
+        ]
+    }
+    await m.check(
+        "PUT /v1/budget-cycles/{year}/neighbourhood-ceilings", year=str(year), body=counts
+    )
+    await m.check("GET /v1/budget-cycles/{year}/neighbourhood-ceilings", year=str(year))
+    agendas = {
+        "neighbourhood": "Seogyo-dong",
+        "agendas": [{"title": "a reading room", "rank": 1, "cost_krw": 1_000_000}],
+        "assembly_minutes": "the assembly's minutes",
+    }
+    await m.check(
+        "POST /v1/budget-cycles/{year}/neighbourhood-agendas", year=str(year), body=agendas
+    )
+    await m.check("GET /v1/budget-cycles/{year}/neighbourhood-agendas", year=str(year))
+    agenda_id = agenda_set.id
+    await m.check("GET /v1/neighbourhood-agendas/{agenda_id}", agenda_id=agenda_id)
+    await m.check("GET /v1/neighbourhood-agendas/{agenda_id}/timeline", agenda_id=agenda_id)
+    await m.check(
+        "POST /v1/neighbourhood-agendas/{agenda_id}/review",
+        agenda_id=agenda_id,
+        body={"agendas": [{"rank": 1, "scores": {"need": 80}, "selected": True}]},
     )
 
     # ---- budget projects: a metro project of that cycle (recorded directly: the call has not

@@ -84,7 +84,13 @@ async def test_phases_change_on_the_calendar_and_an_override_moves_a_boundary(
         "phase": NOT_STARTED,
         "phase_ends_at": seoul(year, 1, 1).isoformat(),
     }
-    assert set(created["phases"]) == {"deliberative", "metro", "governance"}
+    assert set(created["phases"]) == {
+        "deliberative",
+        "metro",
+        "governance",
+        "district",
+        "neighbourhood",
+    }
     assert created["fields"] == [] and created["totals"] == {
         "allocation_krw": 0,
         "shortlist_krw": 0,

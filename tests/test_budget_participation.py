@@ -42,15 +42,46 @@ TEXT = (rulebooks.BUILTIN_DIR / f"{RULEBOOK}.toml").read_text()
 
 def test_seoul_2021_2_is_seoul_2021_plus_the_participation_windows() -> None:
     """... and plus the calendars of the types seoul-2021 had none for (the governance type on
-    the metropolitan calendar); every section seoul-2021 has is the same."""
+    the metropolitan calendar, the district and neighbourhood types on their own) and the
+    neighbourhood ceiling formula; every section seoul-2021 has is the same."""
     older = rulebooks.load("seoul-2021")
     newer, before = rulebooks.as_json(PINNED.rulebook), rulebooks.as_json(older.rulebook)
-    assert set(newer) - set(before) == {"participation"}
+    assert set(newer) - set(before) == {"participation", "neighbourhood_ceiling"}
     for section in set(before) - {"name", "title", "source", "calendar"}:
         assert newer[section] == before[section], section
     for kind, phases in before["calendar"].items():
         assert newer["calendar"][kind] == phases, kind
     assert newer["calendar"]["governance"] == before["calendar"]["metro"]
+    assert set(newer["calendar"]) - set(before["calendar"]) == {
+        "governance",
+        "district",
+        "neighbourhood",
+    }
+    assert list(newer["calendar"]["district"]) == [
+        "briefing",
+        "applications",
+        "selection",
+        "consulting",
+        "submission",
+        "negotiation",
+        "decision",
+        "drafting",
+        "council",
+    ]
+    assert list(newer["calendar"]["neighbourhood"]) == [
+        "ceilings",
+        "agendas",
+        "review",
+        "drafting",
+        "council",
+    ]
+    # no phase of the new types is a vote: the cycle opens no ballot box for them
+    assert "vote" not in newer["calendar"]["district"]
+    assert "vote" not in newer["calendar"]["neighbourhood"]
+    assert newer["neighbourhood_ceiling"] == {
+        "krw_per_neighbourhood": 30_000_000,
+        "autonomous_max_per_district": 3,
+    }
     # the older book keeps its content, hence its hash: the new section is optional
     assert "participation" not in before
     assert (

@@ -233,6 +233,7 @@ async def test_every_activity_the_worker_registers_has_a_stub_of_the_same_signat
         "project_ask",
         "project_budget_cycle",
         "project_budget_project",
+        "project_district_plan",
         "project_forum",
         "project_proposal",
         "record_forum",

@@ -41,6 +41,7 @@ from models.ballot_box import BoxTally
 from models.budget import BallotCandidate, BallotRef, BudgetCycleProjection
 from models.case import Notice, TimelineEntry
 from models.deliberation import AskState, ForumState, OpinionTally
+from models.district_plans import DistrictPlanProjection
 from models.project import ProjectProjection, ProjectState
 from models.proposal import Projection, ProposalState, Tally
 from workflows.registry import WORKFLOWS
@@ -106,6 +107,8 @@ class StubActivities:
     ask_projections: list[AskProjection] = field(default_factory=list)
     cycle_projections: list[BudgetCycleProjection] = field(default_factory=list)
     project_projections: list[ProjectProjection] = field(default_factory=list)
+    #: District plans' projections, each (plan id, seq) once.
+    district_plan_projections: list[DistrictPlanProjection] = field(default_factory=list)
     #: Budget ballot boxes by kind: the candidates they open with (none unless canned), the
     #: count they close with (empty unless canned), and the kinds opened and closed.
     budget_candidates: dict[str, list[BallotCandidate]] = field(default_factory=dict)
@@ -138,6 +141,7 @@ class StubActivities:
             self.close_budget_ballot,
             self.submitted_projects,
             self.project_budget_project,
+            self.project_district_plan,
         ]
 
     # ---- the stubs -------------------------------------------------------------------------
@@ -195,6 +199,13 @@ class StubActivities:
             self.project_projections
         ):
             self.project_projections.append(projection)
+
+    @activity.defn(name="project_district_plan")
+    async def project_district_plan(self, projection: DistrictPlanProjection) -> None:
+        self.attempts.append(("project_district_plan", projection))
+        seen = {(p.state.plan_id, p.entry.seq) for p in self.district_plan_projections}
+        if (projection.state.plan_id, projection.entry.seq) not in seen:
+            self.district_plan_projections.append(projection)
 
     @activity.defn(name="close_and_tally")
     async def close_and_tally(self, proposal_id: str) -> Tally:

@@ -28,6 +28,7 @@ from workflows.common import (
     require_writable,
     tell_case,
 )
+from workflows.district_plan import DistrictPlanWorkflow
 from workflows.project import ProjectWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -65,6 +66,12 @@ with workflow.unsafe.imports_passed_through():
         phase_schedule,
     )
     from models.case import ErrorType, Role, TimelineEntry
+    from models.district_plans import (
+        DISTRICT,
+        SUBMISSION_PHASES,
+        DistrictPlanStart,
+        district_plan_workflow_id,
+    )
     from models.ids import project_workflow_id
     from models.project import ProjectStart
 
@@ -438,6 +445,28 @@ class BudgetCycleWorkflow(Settles):
         phase = NOT_STARTED if current is None else current.phase
         if phase in (NOT_STARTED, CLOSED):
             raise reject(ErrorType.CONFLICT, f"the cycle's {start.kind} type is {phase}")
+
+    # ---- district plans: each its own child workflow (process.md §8) --------------------------
+
+    @workflow.update
+    async def enter_district_plan(self, start: DistrictPlanStart) -> str:
+        """Start a district plan as a child of the cycle, abandoned (not ended) when this run
+        continues as new or closes, as a project is."""
+        child = await workflow.start_child_workflow(
+            DistrictPlanWorkflow.run,
+            start,
+            id=district_plan_workflow_id(start.plan_id),
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+        )
+        return child.id
+
+    @enter_district_plan.validator
+    def _validate_district_plan(self, start: DistrictPlanStart) -> None:
+        if start.year != self._start.year:
+            raise reject(
+                ErrorType.INVALID, f"year: the plan is for {start.year}, not {self._start.year}"
+            )
+        self._require_phase(DISTRICT, SUBMISSION_PHASES, "submitting a district plan")
 
     # ---- linked forums (process.md §4) ---------------------------------------------------------
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from workflows.ask import AskWorkflow
 from workflows.budget import BudgetCycleWorkflow
+from workflows.district_plan import DistrictPlanWorkflow
 from workflows.forum import ForumWorkflow
 from workflows.project import ProjectWorkflow
 from workflows.proposal import ProposalWorkflow
@@ -20,4 +21,5 @@ WORKFLOWS: Sequence[type] = (
     AskWorkflow,
     BudgetCycleWorkflow,
     ProjectWorkflow,
+    DistrictPlanWorkflow,
 )
