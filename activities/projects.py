@@ -42,6 +42,8 @@ def project_columns(state: ProjectState) -> dict[str, Any]:
         "objections": _jsonable(state.objections),
         "vote": _jsonable(state.vote),
         "selected": selected,
+        "execution": _jsonable(state.execution),
+        "evaluation": _jsonable(state.evaluation),
     }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -51,8 +51,12 @@ from models.project import (
     TWO_STAGE_KINDS,
     CouncilReview,
     Deliberation,
+    Evaluation,
+    ExecutingDepartment,
+    FormExecutionCouncil,
     ObjectionAnswer,
     ObjectionFiled,
+    ProjectExecutionReport,
     ProjectStart,
     ProjectStatus,
     ProjectWithdrawal,
@@ -157,6 +161,37 @@ class ObjectionAnswerRequest(Body):
     adjusted_cost_krw: PositiveKRW | None = None
 
 
+class ExecutionReportRequest(Body):
+    progress_pct: Annotated[int, Field(ge=0, le=100)]
+    note: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+    final: bool = False
+
+
+class ExecutionCouncilRequest(Body):
+    citizen_members: Annotated[int, Field(ge=1, le=1000)]
+    official_members: Annotated[int, Field(ge=1, le=1000)]
+    note: Note = ""
+
+
+class EvaluationRequest(Body):
+    findings: Text
+    #: The meeting's date, `YYYY-MM-DD`.
+    results_meeting_on: ShortText
+
+    @field_validator("results_meeting_on")
+    @classmethod
+    def _a_date(cls, value: str) -> str:
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValueError("a date, YYYY-MM-DD") from None
+
+
+class ExecutingDepartmentRequest(Body):
+    department: ShortText
+    reason: Note = ""
+
+
 class DeliberationRequest(Body):
     action: Literal["continue", "resize", "end"]
     #: The new cost: with `resize` only.
@@ -208,6 +243,11 @@ class ProjectOut(BaseModel):
     selected: bool | None
     #: How many opinions the Budget Square gave (deliberative projects).
     opinions: int
+    #: A selected project's execution in Y+1: `department`, `progress_pct`, `reports`,
+    #: `next_report_due_at`, `final_due_at`, `overdue`, `completed_at`, `council` (None before).
+    execution: dict[str, Any] | None = None
+    #: Governance: the evaluation of the December results meeting.
+    evaluation: dict[str, Any] | None = None
 
 
 class OpinionOut(BaseModel):
@@ -265,6 +305,8 @@ def project_out(
         vote=row.vote,
         selected=row.selected,
         opinions=opinions,
+        execution=row.execution,
+        evaluation=row.evaluation,
     )
 
 
@@ -827,6 +869,146 @@ async def _answer(
             adjusted_cost_krw=body.adjusted_cost_krw,
         ),
         update_id("answer_objection", principal, idempotency_key),
+    )
+
+
+@router.post(
+    "/projects/{project_id}/execution-reports",
+    status_code=201,
+    response_model=ProjectOut,
+    description=(
+        "A selected project's progress report (`final: true` with `progress_pct` 100: the "
+        "final report, which completes it), by a caseworker of the executing department "
+        "(`dept`), while it is `executing`: from 1 January of Y+1 (409 before). A progress "
+        "report is due at least every `monitoring.report_days` and the final one by the end "
+        "of the project's last year (Y+1, or the last year of its year-by-year plan); a "
+        "missing one is escalated to the department and the operations team, then reminded "
+        "every `escalation.reminder_days` (timeline `deadline_missed`, `reminder_sent`). A "
+        "caseworker of another department: 403; no department named yet: 409."
+    ),
+)
+async def report_project_execution(
+    project_id: ProjectId,
+    body: ExecutionReportRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    require_role(principal, Role.CASEWORKER)
+    async with ctx.sessions() as session:
+        await load_project(session, project_id)
+    out = await _decide(
+        ctx,
+        project_id,
+        ProjectWorkflow.report_execution,
+        ProjectExecutionReport(
+            actor_role=principal.role.value,
+            actor_department=principal.dept,
+            progress_pct=body.progress_pct,
+            note=body.note,
+            final=body.final,
+        ),
+        update_id("report_project_execution", principal, idempotency_key),
+    )
+    return JSONResponse(out.model_dump(mode="json"), status_code=201)
+
+
+@router.post(
+    "/projects/{project_id}/execution-council",
+    response_model=ProjectOut,
+    description=(
+        "A governance project's public-private council for its execution (process.md §7), "
+        "recorded by the operations team while the project is `selected` or `executing`: how "
+        "many citizens and officials sit on it (no names). Another kind: 409."
+    ),
+)
+async def form_execution_council(
+    project_id: ProjectId,
+    body: ExecutionCouncilRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> ProjectOut:
+    require_role(principal, Role.ADMIN)
+    async with ctx.sessions() as session:
+        await load_project(session, project_id)
+    return await _decide(
+        ctx,
+        project_id,
+        ProjectWorkflow.form_execution_council,
+        FormExecutionCouncil(
+            actor_role=principal.role.value,
+            citizen_members=body.citizen_members,
+            official_members=body.official_members,
+            note=body.note,
+        ),
+        update_id("form_execution_council", principal, idempotency_key),
+    )
+
+
+@router.post(
+    "/projects/{project_id}/evaluation",
+    response_model=ProjectOut,
+    description=(
+        "A completed governance project's evaluation and feedback, recorded by the operations "
+        "team at the December results meeting (process.md §7: case book and results meeting "
+        "in December); `results_meeting_on` is a December date of a year after the cycle's "
+        "(422 otherwise). Only once; before the final report, or for another kind: 409. A "
+        "completed governance project without one by the end of that December is escalated "
+        "to the operations team and reminded."
+    ),
+)
+async def evaluate_project(
+    project_id: ProjectId,
+    body: EvaluationRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> ProjectOut:
+    require_role(principal, Role.ADMIN)
+    async with ctx.sessions() as session:
+        await load_project(session, project_id)
+    return await _decide(
+        ctx,
+        project_id,
+        ProjectWorkflow.evaluate,
+        Evaluation(
+            actor_role=principal.role.value,
+            findings=body.findings,
+            results_meeting_on=body.results_meeting_on,
+        ),
+        update_id("evaluate_project", principal, idempotency_key),
+    )
+
+
+@router.post(
+    "/projects/{project_id}/executing-department",
+    response_model=ProjectOut,
+    description=(
+        "The operations team names (or changes) the department that executes a selected "
+        "project and files its reports: a governance project starts with its partner "
+        "department, a deliberative programme with its own; a metropolitan project or a "
+        "council's new item needs one named. While `selected` or `executing` (409 otherwise)."
+    ),
+)
+async def name_executing_department(
+    project_id: ProjectId,
+    body: ExecutingDepartmentRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> ProjectOut:
+    require_role(principal, Role.ADMIN)
+    async with ctx.sessions() as session:
+        await load_project(session, project_id)
+    return await _decide(
+        ctx,
+        project_id,
+        ProjectWorkflow.name_executing_department,
+        ExecutingDepartment(
+            actor_role=principal.role.value, department=body.department, reason=body.reason
+        ),
+        update_id("name_executing_department", principal, idempotency_key),
     )
 
 

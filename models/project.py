@@ -57,6 +57,10 @@ class ProjectStatus(StrEnum):
     SELECTED = "selected"
     DROPPED = "dropped"
     WITHDRAWN = "withdrawn"
+    #: Selected, in its execution year(s) from 1 January of Y+1.
+    EXECUTING = "executing"
+    #: The executing department's final report is in.
+    COMPLETED = "completed"
 
 
 #: Where the project's workflow ends.
@@ -213,6 +217,77 @@ class ProjectVoteResult:
 
 
 @dataclass
+class ExecutionRecord:
+    """A selected project's execution (process.md §6: every selected project is monitored):
+    from 1 January of Y+1, the executing department reports its progress at least every
+    `monitoring.report_days` and its final report by the end of the project's last year (Y+1,
+    or the last year of its year-by-year plan); a missing report is escalated and reminded."""
+
+    department: str | None
+    started_at: str | None = None
+    progress_pct: int = 0
+    reports: int = 0
+    last_report_at: str | None = None
+    next_report_due_at: str | None = None
+    final_due_at: str | None = None
+    overdue: bool = False
+    completed_at: str | None = None
+    #: Governance (process.md §7): the project's public-private council for its execution.
+    council: ExecutionCouncil | None = None
+
+
+@dataclass
+class ExecutionCouncil:
+    """A governance project's public-private council (민관협의체) in execution: how many
+    citizens and officials sit on it (no names: the members are not the engine's to publish),
+    and when it was formed."""
+
+    citizen_members: int
+    official_members: int
+    note: str
+    formed_at: str | None = None
+
+
+@dataclass
+class FormExecutionCouncil:
+    actor_role: str
+    citizen_members: int
+    official_members: int
+    note: str = ""
+
+
+@dataclass
+class Evaluation:
+    """A governance project's evaluation and feedback, presented at the December results
+    meeting (성과공유회, process.md §7) after its final report."""
+
+    actor_role: str
+    findings: str
+    results_meeting_on: str
+    recorded_at: str | None = None
+
+
+@dataclass
+class ProjectExecutionReport:
+    """A progress or final report by a caseworker of the executing department."""
+
+    actor_role: str
+    actor_department: str | None
+    progress_pct: int
+    note: str
+    final: bool = False
+
+
+@dataclass
+class ExecutingDepartment:
+    """The operations team names the department that executes a selected project."""
+
+    actor_role: str
+    department: str
+    reason: str = ""
+
+
+@dataclass
 class Eligibility:
     eligible: bool
     reason: str
@@ -258,6 +333,10 @@ class ProjectState:
     department: str | None = None
     shortlist: ShortlistResult | None = None
     deliberations: list[DeliberationRecord] = dataclasses.field(default_factory=list)
+    #: From the selection on (None before, and for cases that predate execution).
+    execution: ExecutionRecord | None = None
+    #: Governance: the evaluation recorded at the December results meeting.
+    evaluation: Evaluation | None = None
 
     def objection(self, objection_id: str) -> ObjectionRecord | None:
         return next((o for o in self.objections if o.objection_id == objection_id), None)

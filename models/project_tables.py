@@ -54,6 +54,10 @@ class BudgetProject(SQLModel, table=True):
     )
     vote: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     selected: bool | None = None
+    #: From the selection on: the execution in Y+1 (models.project.ExecutionRecord).
+    execution: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    #: Governance: the evaluation of the December results meeting.
+    evaluation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     projection_seq: int = 0
     updated_at: datetime | None = _tz(nullable=True)
 

@@ -76,6 +76,16 @@ class EscalationRules:
 
 
 @dataclass(frozen=True)
+class MonitoringRules:
+    """A selected budget project's execution (process.md §6, §9): its executing department
+    reports its progress at least every `report_days` from 1 January of Y+1."""
+
+    __pydantic_config__ = _STRICT
+
+    report_days: Annotated[int, Field(ge=1, le=366)]
+
+
+@dataclass(frozen=True)
 class LinkedRules:
     """The Democracy-Seoul-linked budget path (process.md §4)."""
 
@@ -437,6 +447,7 @@ class Rulebook:
     proposal: ProposalRules | None = None
     execution: ExecutionRules | None = None
     escalation: EscalationRules | None = None
+    monitoring: MonitoringRules | None = None
     linked: LinkedRules | None = None
     forum: ForumRules | None = None
     ask: AskRules | None = None

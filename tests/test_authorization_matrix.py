@@ -197,6 +197,11 @@ POST /v1/projects/{project_id}/withdraw                401  403  403  any  403  
 POST /v1/projects/{project_id}/deliberation            401  409  409  -    409  409  409  409  409
 POST /v1/projects/{project_id}/opinions                401  409  409  -    409  409  409  409  409
 GET  /v1/projects/{project_id}/opinions                ok   ok   ok   -    ok   ok   ok   ok   ok
+# execution in Y+1 on the metro project that is not selected: refused by its state (any)
+POST /v1/projects/{project_id}/execution-reports       401  403  403  -    any  any  403  403  403
+POST /v1/projects/{project_id}/executing-department    401  403  403  -    403  403  403  403  any
+POST /v1/projects/{project_id}/execution-council       401  403  403  -    403  403  403  403  any
+POST /v1/projects/{project_id}/evaluation              401  403  403  -    403  403  403  403  any
 # ---- auditors (the code also lets admin in) ----------------------------------------------------
 GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   ok
 POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   ok
@@ -933,3 +938,22 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
         "POST /v1/projects/{project_id}/opinions", body={"body": "good"}, project_id=project_id
     )
     await m.check("GET /v1/projects/{project_id}/opinions", project_id=project_id)
+    report = {"progress_pct": 10, "note": "started"}
+    await m.check(
+        "POST /v1/projects/{project_id}/execution-reports", body=report, project_id=project_id
+    )
+    await m.check(
+        "POST /v1/projects/{project_id}/executing-department",
+        body={"department": "parks"},
+        project_id=project_id,
+    )
+    await m.check(
+        "POST /v1/projects/{project_id}/execution-council",
+        body={"citizen_members": 5, "official_members": 3},
+        project_id=project_id,
+    )
+    await m.check(
+        "POST /v1/projects/{project_id}/evaluation",
+        body={"findings": "good", "results_meeting_on": "2030-12-10"},
+        project_id=project_id,
+    )

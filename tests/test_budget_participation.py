@@ -43,10 +43,12 @@ TEXT = (rulebooks.BUILTIN_DIR / f"{RULEBOOK}.toml").read_text()
 def test_seoul_2021_2_is_seoul_2021_plus_the_participation_windows() -> None:
     """... and plus the calendars of the types seoul-2021 had none for (the governance type on
     the metropolitan calendar, the district and neighbourhood types on their own) and the
-    neighbourhood ceiling formula; every section seoul-2021 has is the same."""
+    neighbourhood ceiling formula, and the execution's monitoring interval; every section
+    seoul-2021 has is the same."""
     older = rulebooks.load("seoul-2021")
     newer, before = rulebooks.as_json(PINNED.rulebook), rulebooks.as_json(older.rulebook)
-    assert set(newer) - set(before) == {"participation", "neighbourhood_ceiling"}
+    assert set(newer) - set(before) == {"participation", "neighbourhood_ceiling", "monitoring"}
+    assert newer["monitoring"] == {"report_days": 90}
     for section in set(before) - {"name", "title", "source", "calendar"}:
         assert newer[section] == before[section], section
     for kind, phases in before["calendar"].items():

@@ -312,7 +312,9 @@ async def test_a_linked_item_cannot_be_withdrawn_and_the_vote_decides() -> None:
             ProjectWorkflow.vote_result,
             ProjectVoteResult(selected=True, rank=1, score="1234.5", note="top of welfare"),
         )
-        result: ProjectState = await handle.result()
+        # selected, it goes on to its execution in Y+1 (tests/test_project_execution.py)
+        await run.settle(handle)
+        result: ProjectState = await handle.query(ProjectWorkflow.state)
         assert result.status is ProjectStatus.SELECTED and result.vote is not None
     assert run.stubs.events(project_id) == ["submitted", "screened", "reviewed", "vote_counted"]
     last = run.stubs.timeline(project_id)[-1]

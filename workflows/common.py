@@ -119,17 +119,24 @@ async def await_answer(
     party: str,
     mark_overdue: Callable[[], None],
     record: Record,
+    until: datetime | None = None,
 ) -> None:
-    """Wait until `answered()`; past `due_at`, escalate once, then remind every `reminder`."""
+    """Wait until `answered()`; past `due_at`, escalate once, then remind every `reminder`.
+    With `until`, stop waiting (answered or not) once the clock reaches it: the caller has a
+    later deadline of its own from then on."""
     timeout = max(due_at - workflow.now(), timedelta(0))
     first = True
     due = in_seoul(due_at).isoformat()
     while True:
+        if until is not None:
+            timeout = max(min(timeout, until - workflow.now()), timedelta(0))
         try:
             await workflow.wait_condition(answered, timeout=timeout)
             return
         except TimeoutError:
             pass
+        if until is not None and workflow.now() >= until:
+            return
         event = "deadline_missed" if first else "reminder_sent"
         if first:
             mark_overdue()

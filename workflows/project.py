@@ -49,22 +49,30 @@ start. Making it a child of the cycle (`budget-cycle-{year}`), which would then 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 
 from workflows.common import (
+    OPERATIONS,
     CaseRecorder,
+    await_answer,
     reject,
     require_idle,
     require_text,
     require_writable,
 )
 
+#: Selected projects go on to their execution in Y+1; those selected before it end there.
+EXECUTION_PATCH = "project-execution-in-y-plus-1"
+
 with workflow.unsafe.imports_passed_through():
     from activities.projects import ProjectRecords
     from models.budget import BALLOT_STATUS
+    from models.calendar import in_seoul, seoul_midnight
     from models.case import ErrorType, Role, TimelineEntry
     from models.project import (
         DELIBERATION_ACTIONS,
@@ -80,9 +88,15 @@ with workflow.unsafe.imports_passed_through():
         Deliberation,
         DeliberationRecord,
         Eligibility,
+        Evaluation,
+        ExecutingDepartment,
+        ExecutionCouncil,
+        ExecutionRecord,
+        FormExecutionCouncil,
         ObjectionAnswer,
         ObjectionFiled,
         ObjectionRecord,
+        ProjectExecutionReport,
         ProjectProjection,
         ProjectStart,
         ProjectState,
@@ -140,8 +154,253 @@ class ProjectWorkflow(CaseRecorder):
                 f"({start.rules.content_hash})",
             )
         await workflow.wait_condition(lambda: self._state.status in FINAL)
+        if self._state.status is ProjectStatus.SELECTED and workflow.patched(EXECUTION_PATCH):
+            completed = await self._execute()
+            if completed and self._state.kind == GOVERNANCE:
+                await self._await_evaluation()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
+
+    # ---- execution in Y+1 (process.md §6: every selected project is monitored) ----------------
+
+    async def _execute(self) -> bool:
+        """From 1 January of Y+1 until the final report: a progress report at least every
+        `monitoring.report_days`, the final one by the end of the project's last year; each
+        report missed is escalated to its department and the operations team, then reminded
+        every `escalation.reminder_days` until it comes. True once the final report is in."""
+        book = self._start.rules.rulebook
+        execution = self._state.execution
+        if execution is None:
+            execution = self._state.execution = ExecutionRecord(department=self._state.department)
+        starts = seoul_midnight(date(self._start.year + 1, 1, 1))
+        last_year = max([y.year for y in self._start.years] or [self._start.year + 1])
+        final_due = seoul_midnight(date(last_year + 1, 1, 1))
+        await workflow.sleep(max(starts - workflow.now(), timedelta(0)))
+        report_every = (
+            timedelta(days=book.monitoring.report_days) if book.monitoring is not None else None
+        )
+        reminder = timedelta(days=self._reminder_days())
+        self._state.status = ProjectStatus.EXECUTING
+        execution.started_at = workflow.now().isoformat()
+        execution.final_due_at = final_due.isoformat()
+        by = execution.department or "a department the operations team has yet to name"
+        await self._record(
+            "execution_started",
+            Role.SYSTEM,
+            f"execution by {by}; final report due {in_seoul(final_due).date().isoformat()}"
+            + (
+                f", a progress report at least every {report_every.days} days"
+                if report_every
+                else ""
+            ),
+        )
+        while self._state.status is ProjectStatus.EXECUTING:
+            reports = execution.reports
+            due = final_due
+            if report_every is not None and workflow.now() < final_due:
+                last = (
+                    datetime.fromisoformat(execution.last_report_at)
+                    if execution.last_report_at
+                    else starts
+                )
+                due = min(last + report_every, final_due)
+            execution.next_report_due_at = due.isoformat()
+
+            final = due == final_due
+
+            def answered(reports: int = reports, final: bool = final) -> bool:
+                if self._state.status is not ProjectStatus.EXECUTING:
+                    return True
+                return not final and execution.reports != reports
+
+            def mark_overdue() -> None:
+                execution.overdue = True
+
+            await await_answer(
+                answered,
+                due_at=due,
+                reminder=reminder,
+                case_id=self._start.project_id,
+                stage="final report" if final else "progress report",
+                party=execution.department or OPERATIONS,
+                mark_overdue=mark_overdue,
+                record=self._record,
+                # a progress report owed at the final report's due date gives way to it
+                until=None if final else final_due,
+            )
+        return self._state.status is ProjectStatus.COMPLETED
+
+    async def _await_evaluation(self) -> None:
+        """A completed governance project waits for its evaluation, due at the December
+        results meeting of the year its final report came in (escalated to the operations
+        team if it has not come by the end of that December)."""
+        completed = workflow.now()
+        local = in_seoul(completed)
+        due = seoul_midnight(date(local.year + 1, 1, 1))
+
+        def mark_overdue() -> None:
+            pass
+
+        await await_answer(
+            lambda: self._state.evaluation is not None,
+            due_at=due,
+            reminder=timedelta(days=self._reminder_days()),
+            case_id=self._start.project_id,
+            stage="evaluation at the December results meeting",
+            party=OPERATIONS,
+            mark_overdue=mark_overdue,
+            record=self._record,
+        )
+
+    def _reminder_days(self) -> int:
+        escalation = self._start.rules.rulebook.escalation
+        return escalation.reminder_days if escalation is not None else 3
+
+    @workflow.update
+    async def evaluate(self, command: Evaluation) -> ProjectState:
+        self._state.evaluation = dataclasses.replace(
+            command, recorded_at=workflow.now().isoformat()
+        )
+        await self._record(
+            "evaluated",
+            Role.ADMIN,
+            f"results meeting of {command.results_meeting_on}: {command.findings}",
+        )
+        return self._state
+
+    @evaluate.validator
+    def _validate_evaluation(self, command: Evaluation) -> None:
+        require_writable(command)
+        self._require_role(command.actor_role, Role.ADMIN, "the evaluation")
+        require_idle(self._recording)
+        if self._state.kind != GOVERNANCE:
+            raise reject(
+                ErrorType.CONFLICT,
+                f"the evaluation at the results meeting is the governance type's (process.md "
+                f"§7); this project is {self._state.kind}",
+            )
+        self._require_status(ProjectStatus.COMPLETED, action="the evaluation")
+        if self._state.evaluation is not None:
+            raise reject(ErrorType.CONFLICT, "the project's evaluation is recorded already")
+        require_text(command.findings, "findings")
+        try:
+            held = date.fromisoformat(command.results_meeting_on)
+        except ValueError:
+            raise reject(ErrorType.INVALID, "results_meeting_on: a date, YYYY-MM-DD") from None
+        if held.month != 12 or held.year <= self._start.year:
+            raise reject(
+                ErrorType.INVALID,
+                f"results_meeting_on: the results meeting is held in December of a year after "
+                f"{self._start.year} (process.md §7)",
+            )
+
+    @workflow.update
+    async def report_execution(self, command: ProjectExecutionReport) -> ProjectState:
+        execution = self._state.execution
+        assert execution is not None
+        now = workflow.now()
+        execution.progress_pct = command.progress_pct
+        execution.reports += 1
+        execution.last_report_at = now.isoformat()
+        late = " (after the deadline)" if execution.overdue else ""
+        execution.overdue = False
+        note = f"{command.progress_pct}%: {command.note}{late}"
+        if command.final:
+            execution.completed_at = now.isoformat()
+            self._state.status = ProjectStatus.COMPLETED
+            await self._record("final_report", Role.CASEWORKER, note)
+        else:
+            await self._record("progress_reported", Role.CASEWORKER, note)
+        return self._state
+
+    @report_execution.validator
+    def _validate_report(self, command: ProjectExecutionReport) -> None:
+        require_writable(command)
+        self._require_role(command.actor_role, Role.CASEWORKER, "an execution report")
+        require_idle(self._recording)
+        self._require_status(ProjectStatus.EXECUTING, action="an execution report")
+        department = self._state.execution.department if self._state.execution else None
+        if department is None:
+            raise reject(
+                ErrorType.CONFLICT,
+                "no executing department is named yet: the operations team names it first",
+            )
+        if command.actor_department != department:
+            raise reject(
+                ErrorType.FORBIDDEN, f"the project is executed by {department}, not your department"
+            )
+        if not 0 <= command.progress_pct <= 100:
+            raise reject(ErrorType.INVALID, "progress_pct must be between 0 and 100")
+        if command.final and command.progress_pct != 100:
+            raise reject(ErrorType.INVALID, "progress_pct: a final report has progress_pct 100")
+        require_text(command.note, "note")
+
+    @workflow.update
+    async def form_execution_council(self, command: FormExecutionCouncil) -> ProjectState:
+        if self._state.execution is None:
+            self._state.execution = ExecutionRecord(department=self._state.department)
+        self._state.execution.council = ExecutionCouncil(
+            citizen_members=command.citizen_members,
+            official_members=command.official_members,
+            note=command.note,
+            formed_at=workflow.now().isoformat(),
+        )
+        await self._record(
+            "execution_council_formed",
+            Role.ADMIN,
+            f"public-private council of {command.citizen_members} citizens and "
+            f"{command.official_members} officials" + (f": {command.note}" if command.note else ""),
+        )
+        return self._state
+
+    @form_execution_council.validator
+    def _validate_council(self, command: FormExecutionCouncil) -> None:
+        require_writable(command)
+        self._require_role(command.actor_role, Role.ADMIN, "forming the execution council")
+        require_idle(self._recording)
+        if self._state.kind != GOVERNANCE:
+            raise reject(
+                ErrorType.CONFLICT,
+                "a public-private execution council is the governance type's (process.md §7); "
+                f"this project is {self._state.kind}",
+            )
+        self._require_status(
+            ProjectStatus.SELECTED, ProjectStatus.EXECUTING, action="forming the execution council"
+        )
+        if command.citizen_members < 1 or command.official_members < 1:
+            raise reject(
+                ErrorType.INVALID,
+                "citizen_members: a public-private council has at least one citizen and one "
+                "official",
+            )
+
+    @workflow.update
+    async def name_executing_department(self, command: ExecutingDepartment) -> ProjectState:
+        if self._state.execution is None:
+            self._state.execution = ExecutionRecord(department=None)
+        before = self._state.execution.department
+        self._state.execution.department = command.department
+        note = f"executed by {command.department}" + (
+            f" (was {before})" if before is not None else ""
+        )
+        await self._record(
+            "executing_department_named",
+            Role.ADMIN,
+            note + (f": {command.reason}" if command.reason else ""),
+        )
+        return self._state
+
+    @name_executing_department.validator
+    def _validate_department(self, command: ExecutingDepartment) -> None:
+        require_writable(command)
+        self._require_role(command.actor_role, Role.ADMIN, "naming the executing department")
+        require_idle(self._recording)
+        self._require_status(
+            ProjectStatus.SELECTED,
+            ProjectStatus.EXECUTING,
+            action="naming the executing department",
+        )
+        require_text(command.department, "department")
 
     async def _record_deliberative_submission(self, start: ProjectStart) -> None:
         if start.department is not None:
