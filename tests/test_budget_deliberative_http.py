@@ -133,10 +133,19 @@ async def members(system: Stack, year: int, body: str) -> dict[str, str]:
 
 async def reach(api: Api, year: int, moment: datetime, **phases: str) -> None:
     """Advance to `moment` and wait until each type shows its phase (types changing at the
-    same boundary are announced one after the other)."""
+    same boundary are announced one after the other), and until no type of the cycle (those
+    not named included) still shows a phase that ended by `moment`: every change due is
+    recorded before the test counts the timeline."""
     await advance_to(api, moment)
     for kind, phase in phases.items():
         await wait_phase(api, year, kind, phase)
+
+    async def caught_up() -> bool:
+        shown = (await get_cycle(api, year))["phases"].values()
+        ends = [p["phase_ends_at"] for p in shown if p["phase_ends_at"] is not None]
+        return all(datetime.fromisoformat(end) > moment for end in ends)
+
+    await eventually(caught_up, within=20.0)
 
 
 async def start_cycle(api: Api, year: int) -> dict[str, Any]:
