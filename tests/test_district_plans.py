@@ -6,6 +6,7 @@ with stubbed activities."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,8 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 import rulebooks
+from models.budget import BudgetCycleStart
+from models.calendar import SEOUL
 from models.district_plans import (
     Agreement,
     DistrictPlanStart,
@@ -23,9 +26,11 @@ from models.district_plans import (
     PlanStatus,
     district_ceiling_krw,
 )
+from models.ids import budget_cycle_workflow_id
 from tests.helpers import Api, expect, expect_problem
 from tests.test_budget_cycle import advance_to, next_year, seoul, wait_phase
 from tests.workflow_stubs import StubActivities, stubbed_worker, time_skipping_env
+from workflows.budget import BudgetCycleWorkflow
 from workflows.district_plan import DistrictPlanWorkflow
 
 RULEBOOK = "seoul-2021-2"
@@ -585,3 +590,27 @@ async def test_the_plan_workflow_takes_two_rounds_then_the_decision_and_the_agre
             DistrictPlanWorkflow.decide, FundingDecision(admin, False, "not this year")
         )
         assert (await other.result()).status is PlanStatus.NOT_FUNDED
+
+
+async def test_the_cycle_enters_a_plan_only_in_its_submission_phase_and_year() -> None:
+    pinned = rulebooks.load(RULEBOOK)
+    async with time_skipping_env() as env, stubbed_worker(env) as run:
+        year = (await env.get_current_time()).astimezone(SEOUL).year + 1
+        cycle = await run.start(
+            BudgetCycleWorkflow.run,
+            BudgetCycleStart(year=year, rules=pinned, drop_ratio=0.1),
+            id=run.unique_id(budget_cycle_workflow_id(year)),
+        )
+        start = _start("p3", strategic=False, cost=BN)
+        await _refused(
+            cycle.execute_update(
+                BudgetCycleWorkflow.enter_district_plan, dataclasses.replace(start, year=year)
+            ),
+            "Conflict",
+            "submission phase",
+        )
+        await _refused(
+            cycle.execute_update(BudgetCycleWorkflow.enter_district_plan, start),
+            "Invalid",
+            "year",
+        )
