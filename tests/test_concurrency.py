@@ -72,7 +72,9 @@ async def test_concurrent_duplicate_ballots_leave_one_row(api: Api, system: Stac
 
 
 async def test_ballots_keep_who_and_what_apart(system: Stack) -> None:
-    """No column can join a person to a choice: not a person id, a receipt or a time."""
+    """No column can join a person to a choice: not a person id, a receipt or a time. A choice
+    says which channel brought its ballot (for a recount per channel); a participation does
+    not, so the channel joins nothing."""
     query = text("SELECT column_name FROM information_schema.columns WHERE table_name = :table")
     async with system.sessions() as session:
         participation = {
@@ -80,7 +82,7 @@ async def test_ballots_keep_who_and_what_apart(system: Stack) -> None:
         }
         choice = {r[0] for r in await session.execute(query, {"table": "ballot_choices"})}
     assert participation == {"box_id", "person_id"}
-    assert choice == {"box_id", "receipt", "option", "voter_group"}
+    assert choice == {"box_id", "receipt", "option", "voter_group", "channel"}
 
 
 async def test_a_pending_signal_is_sent_once_by_racing_senders(api: Api, system: Stack) -> None:
