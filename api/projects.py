@@ -704,6 +704,25 @@ async def _decide(
     )
 
 
+async def _decide_as(
+    ctx: AppContext,
+    principal: Principal,
+    role: Role,
+    project_id: str,
+    update: Any,
+    command: Any,
+    name: str,
+    idempotency_key: str | None,
+) -> ProjectOut:
+    """A decision on a project (404 if there is none) by a caller of `role` (403 otherwise)."""
+    require_role(principal, role)
+    async with ctx.sessions() as session:
+        await load_project(session, project_id)
+    return await _decide(
+        ctx, project_id, update, command, update_id(name, principal, idempotency_key)
+    )
+
+
 @router.post("/projects/{project_id}/screening", response_model=ProjectOut)
 async def screen_project(
     project_id: ProjectId,
@@ -894,11 +913,10 @@ async def report_project_execution(
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    require_role(principal, Role.CASEWORKER)
-    async with ctx.sessions() as session:
-        await load_project(session, project_id)
-    out = await _decide(
+    out = await _decide_as(
         ctx,
+        principal,
+        Role.CASEWORKER,
         project_id,
         ProjectWorkflow.report_execution,
         ProjectExecutionReport(
@@ -908,7 +926,8 @@ async def report_project_execution(
             note=body.note,
             final=body.final,
         ),
-        update_id("report_project_execution", principal, idempotency_key),
+        "report_project_execution",
+        idempotency_key,
     )
     return JSONResponse(out.model_dump(mode="json"), status_code=201)
 
@@ -929,11 +948,10 @@ async def form_execution_council(
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> ProjectOut:
-    require_role(principal, Role.ADMIN)
-    async with ctx.sessions() as session:
-        await load_project(session, project_id)
-    return await _decide(
+    return await _decide_as(
         ctx,
+        principal,
+        Role.ADMIN,
         project_id,
         ProjectWorkflow.form_execution_council,
         FormExecutionCouncil(
@@ -942,7 +960,8 @@ async def form_execution_council(
             official_members=body.official_members,
             note=body.note,
         ),
-        update_id("form_execution_council", principal, idempotency_key),
+        "form_execution_council",
+        idempotency_key,
     )
 
 
@@ -965,11 +984,10 @@ async def evaluate_project(
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> ProjectOut:
-    require_role(principal, Role.ADMIN)
-    async with ctx.sessions() as session:
-        await load_project(session, project_id)
-    return await _decide(
+    return await _decide_as(
         ctx,
+        principal,
+        Role.ADMIN,
         project_id,
         ProjectWorkflow.evaluate,
         Evaluation(
@@ -977,7 +995,8 @@ async def evaluate_project(
             findings=body.findings,
             results_meeting_on=body.results_meeting_on,
         ),
-        update_id("evaluate_project", principal, idempotency_key),
+        "evaluate_project",
+        idempotency_key,
     )
 
 
@@ -998,17 +1017,17 @@ async def name_executing_department(
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> ProjectOut:
-    require_role(principal, Role.ADMIN)
-    async with ctx.sessions() as session:
-        await load_project(session, project_id)
-    return await _decide(
+    return await _decide_as(
         ctx,
+        principal,
+        Role.ADMIN,
         project_id,
         ProjectWorkflow.name_executing_department,
         ExecutingDepartment(
             actor_role=principal.role.value, department=body.department, reason=body.reason
         ),
-        update_id("name_executing_department", principal, idempotency_key),
+        "name_executing_department",
+        idempotency_key,
     )
 
 
