@@ -5,6 +5,7 @@ reads where it stands; the operations team may move a phase's end, audited."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from api.auth import CurrentPrincipal, Principal, require_eligible, require_role
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, ballot_problem, not_found, unavailable
 from api.idempotency import IdempotencyKey, run_once
-from api.proposal_service import decide_case, pinned_rules, timeline, update_id
+from api.proposal_service import StagedOut, decide_case, pinned_rules, timeline, update_id
 from api.schemas import (
     Body,
     IsoTime,
@@ -640,15 +641,39 @@ async def _decide_cycle(
             return await cycle_view(session, await load_cycle(session, year))
 
     await reload_cycle()
+    return await decide_naming_fields(
+        ctx,
+        budget_cycle_workflow_id(year),
+        update,
+        command,
+        request_id=update_id(update.__name__, principal, idempotency_key),
+        reload_case=reload_cycle,
+        what="budget cycle",
+        names=names,
+    )
+
+
+async def decide_naming_fields(
+    ctx: AppContext,
+    case_workflow_id: str,
+    update: Any,
+    command: Any,
+    *,
+    request_id: str,
+    reload_case: Callable[[], Awaitable[StagedOut]],
+    what: str,
+    names: dict[str, str] | None = None,
+) -> StagedOut:
+    """`decide_case`, with a workflow's 422 naming its field (`_named`)."""
     try:
         return await decide_case(
             ctx,
-            budget_cycle_workflow_id(year),
+            case_workflow_id,
             update,
             command,
-            request_id=update_id(update.__name__, principal, idempotency_key),
-            reload_case=reload_cycle,
-            what="budget cycle",
+            request_id=request_id,
+            reload_case=reload_case,
+            what=what,
         )
     except Problem as problem:
         named = _named(problem, names or {})

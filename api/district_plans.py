@@ -47,12 +47,12 @@ from temporalio.client import WorkflowUpdateFailedError
 
 import rulebooks
 from api.auth import CurrentPrincipal, Principal, require_role
-from api.budget import Year, _named, load_cycle
+from api.budget import Year, decide_naming_fields, load_cycle
 from api.context import AppContext, Ctx, Session
 from api.errors import Problem, not_found
 from api.idempotency import IdempotencyKey, run_once
 from api.projects import require_phase
-from api.proposal_service import decide_case, refusal, timeline, update_id
+from api.proposal_service import refusal, timeline, update_id
 from api.schemas import KRW, Body, SeoulTime, ShortText, Text, Timeline
 from models.budget_tables import BudgetCycle
 from models.case import Role
@@ -576,21 +576,15 @@ async def _decide_plan(
         async with ctx.sessions() as session:
             return _plan_out(await _load_plan(session, plan_id))
 
-    try:
-        return await decide_case(
-            ctx,
-            district_plan_workflow_id(plan_id),
-            update,
-            command,
-            request_id=update_id(update.__name__, principal, idempotency_key),
-            reload_case=reload_plan,
-            what="district plan",
-        )
-    except Problem as problem:
-        named = _named(problem, {})
-        if named is problem:
-            raise
-        raise named from problem
+    return await decide_naming_fields(
+        ctx,
+        district_plan_workflow_id(plan_id),
+        update,
+        command,
+        request_id=update_id(update.__name__, principal, idempotency_key),
+        reload_case=reload_plan,
+        what="district plan",
+    )
 
 
 @router.post(

@@ -284,11 +284,7 @@ INSERT INTO ballot_unmixed_choices (box_id, token) SELECT $1, token FROM batch_b
 
 
 class BoxNotOpen(Exception):
-    """The box takes no ballot now (`exists`: there is a box, closed or not yet open)."""
-
-    def __init__(self, *, exists: bool) -> None:
-        super().__init__("the box is not open")
-        self.exists = exists
+    """The box takes no ballot now: there is none yet, or it is not open."""
 
 
 async def take_batch(
@@ -299,7 +295,7 @@ async def take_batch(
     box does not take ballots now."""
     box = await _open_box(session, box_id)
     if box is None or not box.open:
-        raise BoxNotOpen(exists=box is not None)
+        raise BoxNotOpen("the box is not open")
     raw = await (await session.connection()).get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
     assert driver.is_in_transaction(), "a batch is taken in one transaction"

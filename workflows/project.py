@@ -169,9 +169,7 @@ class ProjectWorkflow(CaseRecorder):
         report missed is escalated to its department and the operations team, then reminded
         every `escalation.reminder_days` until it comes. True once the final report is in."""
         book = self._start.rules.rulebook
-        execution = self._state.execution
-        if execution is None:
-            execution = self._state.execution = ExecutionRecord(department=self._state.department)
+        execution = self._execution()
         starts = seoul_midnight(date(self._start.year + 1, 1, 1))
         last_year = max([y.year for y in self._start.years] or [self._start.year + 1])
         final_due = seoul_midnight(date(last_year + 1, 1, 1))
@@ -230,6 +228,12 @@ class ProjectWorkflow(CaseRecorder):
             )
         return self._state.status is ProjectStatus.COMPLETED
 
+    def _execution(self) -> ExecutionRecord:
+        """The execution record, begun under the project's own department if it has none."""
+        if self._state.execution is None:
+            self._state.execution = ExecutionRecord(department=self._state.department)
+        return self._state.execution
+
     async def _await_evaluation(self) -> None:
         """A completed governance project waits for its evaluation, due at the December
         results meeting of the year its final report came in (escalated to the operations
@@ -238,9 +242,6 @@ class ProjectWorkflow(CaseRecorder):
         local = in_seoul(completed)
         due = seoul_midnight(date(local.year + 1, 1, 1))
 
-        def mark_overdue() -> None:
-            pass
-
         await await_answer(
             lambda: self._state.evaluation is not None,
             due_at=due,
@@ -248,7 +249,7 @@ class ProjectWorkflow(CaseRecorder):
             case_id=self._start.project_id,
             stage="evaluation at the December results meeting",
             party=OPERATIONS,
-            mark_overdue=mark_overdue,
+            mark_overdue=lambda: None,
             record=self._record,
         )
 
@@ -337,9 +338,7 @@ class ProjectWorkflow(CaseRecorder):
 
     @workflow.update
     async def form_execution_council(self, command: FormExecutionCouncil) -> ProjectState:
-        if self._state.execution is None:
-            self._state.execution = ExecutionRecord(department=self._state.department)
-        self._state.execution.council = ExecutionCouncil(
+        self._execution().council = ExecutionCouncil(
             citizen_members=command.citizen_members,
             official_members=command.official_members,
             note=command.note,
