@@ -4,6 +4,7 @@
     minju worker    production: the Temporal worker (DATABASE_URL, TEMPORAL_ADDRESS, ...)
     minju api       production: the HTTP API (also MINJU_JWT_SECRET)
     minju migrate   apply the database migrations to DATABASE_URL
+    minju simulate  a whole budget year through the API on the simulated clock (its own stack)
 
 Configuration comes from the environment (see `minju.config`); `up` fills in what it starts.
 """
@@ -657,6 +658,18 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     api.add_argument("--port", type=int, default=8000, help="default 8000")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
+    simulate = sub.add_parser(
+        "simulate",
+        help="play a whole budget year through the API on the simulated clock",
+        description=(
+            "Play a whole budget year through the real API on the simulated clock, against a "
+            "stack it starts (or --url), and print a summary of what was selected, the amounts "
+            "against their ceilings, the turnout per voter group and the wall time per phase."
+        ),
+    )
+    from minju.simulate import add_arguments
+
+    add_arguments(simulate)
     return parser
 
 
@@ -683,6 +696,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(_run_single(_api_main(args.host, args.port)))
         if args.command == "migrate":
             return _run(_migrate_main())
+        if args.command == "simulate":
+            from minju import simulate
+
+            return simulate.main(args)
     except StartupError as exc:
         return _fail(str(exc), exc.code)
     except KeyboardInterrupt:
