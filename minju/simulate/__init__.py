@@ -31,7 +31,9 @@ from minju.simulate.core import Sim, SimulationError, Sizes, generate_citizens
 from models.calendar import SEOUL
 
 #: The parts, in the order their steps run when due at the same moment.
-PARTS = (budget, proposals, plans, aftercare)
+PARTS = {"budget": budget, "proposals": proposals, "plans": plans, "aftercare": aftercare}
+#: The share of the metropolitan and governance amount the lowest-ranked projects may lose.
+DROP_RATIO = 0.2
 #: The most years ahead the run looks for a year without a budget cycle (on a `--url` stack).
 _YEARS_AHEAD = 10
 
@@ -43,6 +45,7 @@ async def simulate(
     jwt_secret: str | None,
     console: Console | None = None,
     show_progress: bool = True,
+    parts: Sequence[str] = tuple(PARTS),
 ) -> dict[str, Any]:
     """Play one year on the stack `http` points at; the summary, as JSON-ready data."""
     console = console or Console(stderr=True)
@@ -51,12 +54,15 @@ async def simulate(
     if clock["mode"] != "simulated":
         raise SimulationError(f"{http.base_url} runs on the {clock['mode']} clock, not simulated")
     sim.year = await _free_year(sim)
+    cycle = {"year": sim.year, "drop_ratio": DROP_RATIO}
+    await sim.call("POST", "/v1/budget-cycles", await sim.official("admin"), cycle)
     sim.citizens = generate_citizens(
         sizes.citizens, rng=sim.rng("citizens"), year=sim.year, prefix=sim.run_tag
     )
     started = time.monotonic()
-    for part in PARTS:
-        part.plan(sim)
+    for name, part in PARTS.items():
+        if name in parts:
+            part.plan(sim)
     async with sim.progress_display():
         await sim.run_steps()
     sim.summary.add("run", what="budget year", value=str(sim.year))
@@ -119,6 +125,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of budget ballots cast online (the rest come in channel batches)",
     )
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"which parts to play, comma-separated (default all: {','.join(PARTS)})",
+    )
     parser.add_argument("--summary-json", type=Path, help="also write the summary here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -147,12 +158,24 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
     return sizes
 
 
+def parts_from(args: argparse.Namespace) -> list[str]:
+    names = [name.strip() for name in args.parts.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PARTS]
+    if unknown or not names:
+        raise SimulationError(f"--parts: choose among {', '.join(PARTS)} (got {args.parts!r})")
+    return names
+
+
 async def _run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     sizes = sizes_from(args)
     if args.url:
         async with _client(args.url, sizes) as http:
             return await simulate(
-                http, sizes, jwt_secret=args.jwt_secret, show_progress=not args.no_progress
+                http,
+                sizes,
+                jwt_secret=args.jwt_secret,
+                show_progress=not args.no_progress,
+                parts=parts_from(args),
             )
     from minju.launcher import minju_up
 
@@ -162,7 +185,11 @@ async def _run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     ) as launched:
         async with _client(launched.url, sizes) as http:
             return await simulate(
-                http, sizes, jwt_secret=secret, show_progress=not args.no_progress
+                http,
+                sizes,
+                jwt_secret=secret,
+                show_progress=not args.no_progress,
+                parts=parts_from(args),
             )
 
 
