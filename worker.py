@@ -95,7 +95,9 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
 def create_worker(
     client: Client, settings: Settings, engine: AsyncEngine, **options: Any
 ) -> Worker:
-    if settings.clock_mode is ClockMode.SIMULATED:
+    if settings.worker_cache is not None:
+        options.setdefault("max_cached_workflows", settings.worker_cache)
+    elif settings.clock_mode is ClockMode.SIMULATED:
         # The time-skipping test server never moves a workflow task off the sticky queue of a
         # worker that died, so a restarted worker would never see the cases the dead one had
         # cached. With no cache a worker asks for no sticky queue: every task goes to the

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     #: MINJU_ACCESS_LOG=false: no log line per request (7 % of the ballot path's throughput in
     #: one bench run) where a proxy in front keeps the access log.
     access_log: bool = Field(True, validation_alias="MINJU_ACCESS_LOG")
+    #: MINJU_WORKER_CACHE: how many workflows the worker keeps in memory between their tasks
+    #: (the SDK's default, 1,000, when unset on the real clock; 0 on the simulated clock, see
+    #: worker.create_worker). `minju simulate` sets it for the stack it starts.
+    worker_cache: int | None = Field(None, ge=0, validation_alias="MINJU_WORKER_CACHE")
     #: MINJU_RULEBOOK_DIRS: directories separated by the OS path separator (":").
     extra_rulebook_dirs: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias="MINJU_RULEBOOK_DIRS"

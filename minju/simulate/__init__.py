@@ -34,6 +34,12 @@ from models.calendar import SEOUL
 PARTS = {"budget": budget, "proposals": proposals, "plans": plans, "aftercare": aftercare}
 #: The share of the metropolitan and governance amount the lowest-ranked projects may lose.
 DROP_RATIO = 0.2
+#: Workflows the worker of the stack `simulate` starts keeps cached. Simulated mode caches none by
+#: default (a restarted worker would never see the cases a dead one had cached on the
+#: time-skipping server), so every workflow task replays its whole history: a year's cycle,
+#: with hundreds of children, then costs minutes of replay per phase change. A run whose worker
+#: dies fails anyway, so the run caches them all.
+WORKER_CACHE = "100000"
 #: The most years ahead the run looks for a year without a budget cycle (on a `--url` stack).
 _YEARS_AHEAD = 10
 
@@ -181,7 +187,12 @@ async def _run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
     secret = secrets.token_urlsafe(48)
     with minju_up(
-        clock="simulated", env={"MINJU_JWT_SECRET": secret, "MINJU_ACCESS_LOG": "0"}
+        clock="simulated",
+        env={
+            "MINJU_JWT_SECRET": secret,
+            "MINJU_ACCESS_LOG": "0",
+            "MINJU_WORKER_CACHE": WORKER_CACHE,
+        },
     ) as launched:
         async with _client(launched.url, sizes) as http:
             return await simulate(

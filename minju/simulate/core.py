@@ -47,6 +47,10 @@ BUDGET_SCHOOL_SHARE = 0.03
 #: Age bands of the population table, as (lowest, highest) age.
 _AGE_SPANS = {"19-29": (19, 29), "30-39": (30, 39), "40-49": (40, 49), "50-59": (50, 59)}
 _OLDEST = 89
+#: Wall time not spent in a part's own phases: moving the clock (every timer due fires) and
+#: waiting for what the workflows' activities project.
+CLOCK_PHASE = "clock: advancing (timers firing)"
+WAIT_PHASE = "waiting for projections"
 
 
 class SimulationError(Exception):
@@ -260,11 +264,12 @@ class Sim:
         self, check: Callable[[], Awaitable[bool]], what: str, *, within: float = 120.0
     ) -> None:
         """Wait until `check` holds (a projection written by an activity after a transition)."""
-        deadline = time.monotonic() + within
+        started = time.monotonic()
         while not await check():
-            if time.monotonic() > deadline:
+            if time.monotonic() > started + within:
                 raise SimulationError(f"waited {within:.0f} s, but never: {what}")
             await asyncio.sleep(0.05)
+        self._add_wall(WAIT_PHASE, time.monotonic() - started)
 
     async def each(
         self, items: Iterable[T], work: Callable[[T], Awaitable[Any]], phase: Phase | None = None
@@ -298,9 +303,14 @@ class Sim:
         return midnight + timedelta(hours=hours)
 
     async def advance_to(self, moment: datetime) -> None:
+        started = time.monotonic()
         seconds = (moment - await self.now()).total_seconds()
         if seconds > 0:
             await self.call("POST", "/v1/dev/clock/advance", None, {"seconds": seconds})
+        self._add_wall(CLOCK_PHASE, time.monotonic() - started)
+
+    def _add_wall(self, phase: str, seconds: float) -> None:
+        self.summary.phases[phase] = self.summary.phases.get(phase, 0.0) + seconds
 
     async def advance(self, **delta: float) -> datetime:
         answer = await self.call("POST", "/v1/dev/clock/advance", None, delta)
