@@ -47,10 +47,8 @@ BUDGET_SCHOOL_SHARE = 0.03
 #: Age bands of the population table, as (lowest, highest) age.
 _AGE_SPANS = {"19-29": (19, 29), "30-39": (30, 39), "40-49": (40, 49), "50-59": (50, 59)}
 _OLDEST = 89
-#: Wall time not spent in a part's own phases: moving the clock (every timer due fires) and
-#: waiting for what the workflows' activities project.
+#: Wall time not spent in a part's own phases: moving the clock (every timer due fires).
 CLOCK_PHASE = "clock: advancing (timers firing)"
-WAIT_PHASE = "waiting for projections"
 
 
 class SimulationError(Exception):
@@ -264,12 +262,11 @@ class Sim:
         self, check: Callable[[], Awaitable[bool]], what: str, *, within: float = 120.0
     ) -> None:
         """Wait until `check` holds (a projection written by an activity after a transition)."""
-        started = time.monotonic()
+        deadline = time.monotonic() + within
         while not await check():
-            if time.monotonic() > started + within:
+            if time.monotonic() > deadline:
                 raise SimulationError(f"waited {within:.0f} s, but never: {what}")
             await asyncio.sleep(0.05)
-        self._add_wall(WAIT_PHASE, time.monotonic() - started)
 
     async def each(
         self, items: Iterable[T], work: Callable[[T], Awaitable[Any]], phase: Phase | None = None
