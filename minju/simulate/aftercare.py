@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import rulebooks
 from minju.simulate.core import Citizen, Sim, SimulationError, seoul_date
 
 PART = "aftercare"
@@ -90,7 +91,7 @@ class Execution:
     kind: str
     department: str
     districts: list[str] = field(default_factory=list)
-    #: The first progress report's deadline after the start: `monitoring.report_days`.
+    #: A progress report is due this long after the last (`monitoring.report_days`).
     report_every: timedelta = timedelta(0)
     final_due: datetime | None = None
 
@@ -327,6 +328,7 @@ class Aftercare:
         if not self.executions:
             return
         sim = self.sim
+        report_every = await _report_every(sim)
 
         async def started(execution: Execution) -> None:
             path = f"/v1/projects/{execution.project_id}"
@@ -339,14 +341,9 @@ class Aftercare:
             await sim.poll(executing, f"{execution.title} is executing")
             if project["execution"]["department"] != execution.department:
                 raise SimulationError(f"{execution.title}: executed by {project['execution']}")
-            record = project["execution"]
             execution.districts = list(project["districts"])
-            execution.final_due = datetime.fromisoformat(record["final_due_at"])
-            execution.report_every = datetime.fromisoformat(
-                record["next_report_due_at"]
-            ) - datetime.fromisoformat(record["started_at"])
-            if execution.report_every <= timedelta(days=ROUND_DAYS):
-                raise SimulationError(f"{execution.title}: reports due every {record}")
+            execution.final_due = datetime.fromisoformat(project["execution"]["final_due_at"])
+            execution.report_every = report_every
 
         async with sim.phase("aftercare: execution begins", total=len(self.executions)) as bar:
             await sim.each(self.executions, started, bar)
@@ -370,17 +367,18 @@ class Aftercare:
             missed = None
             if len(rounds) >= 2 and self.rng.random() < LATE_SHARE:
                 missed = self.rng.randrange(len(rounds) - 1)
-            for number, moment in enumerate(rounds):
+            for number, due in enumerate(rounds):
                 pct = round(100 * (number + 1) / (len(rounds) + 1)) + self.rng.randint(-4, 4)
                 note = f"round {number + 1}: works {pct}% done"
                 if number == missed:
                     last = rounds[number - 1] if number else start
                     late = timedelta(days=self.rng.randint(*LATE_DAYS))
-                    moment = last.replace(hour=OFFICE_HOUR) + execution.report_every + late
-                    report = Report(execution, "late", pct, f"{note}, filed late")
+                    filed = last.replace(hour=OFFICE_HOUR) + execution.report_every + late
+                    calendar.setdefault(filed, []).append(
+                        Report(execution, "late", pct, f"{note}, filed late")
+                    )
                 else:
-                    report = Report(execution, "progress", pct, note)
-                calendar.setdefault(moment, []).append(report)
+                    calendar.setdefault(due, []).append(Report(execution, "progress", pct, note))
             calendar.setdefault(final_at, []).append(Report(execution, "final", 100, "completed"))
             if execution.kind == "governance":
                 meetings.setdefault(seoul_date(final_at).year, []).append(execution)
@@ -566,6 +564,19 @@ class Aftercare:
         )
         for record, number in rows:
             self.sim.summary.add("participation", record=record, count=number)
+
+
+async def _report_every(sim: Sim) -> timedelta:
+    """`monitoring.report_days` of the rulebook the cycle pinned (its file, checked against
+    the hash the cycle shows), which must leave room for a report every `ROUND_DAYS`."""
+    cycle = await sim.get(f"/v1/budget-cycles/{sim.year}")
+    pinned = rulebooks.load(cycle["rulebook"])
+    monitoring = pinned.rulebook.monitoring
+    if pinned.content_hash != cycle["rulebook_hash"] or monitoring is None:
+        raise SimulationError(f"rulebook {cycle['rulebook']}: not as pinned, or no [monitoring]")
+    if monitoring.report_days <= ROUND_DAYS:
+        raise SimulationError(f"reports due every {monitoring.report_days} days: raise ROUND_DAYS")
+    return timedelta(days=monitoring.report_days)
 
 
 def _overdue_rows(execution: Execution, timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -49,6 +49,8 @@ _AGE_SPANS = {"19-29": (19, 29), "30-39": (30, 39), "40-49": (40, 49), "50-59": 
 _OLDEST = 89
 #: Wall time not spent in a part's own phases: moving the clock (every timer due fires).
 CLOCK_PHASE = "clock: advancing (timers firing)"
+#: The longest one move of the clock may take, seconds.
+CLOCK_TIMEOUT = 1_800
 
 
 class SimulationError(Exception):
@@ -300,10 +302,23 @@ class Sim:
         return midnight + timedelta(hours=hours)
 
     async def advance_to(self, moment: datetime) -> None:
+        """Move the clock to `moment` (never back). A move that needs longer than one request
+        (every timer on the way fires, and the workflows they wake do their work first) is
+        answered 503 while the clock keeps moving there: asked again with the same target
+        until it is reached."""
         started = time.monotonic()
-        seconds = (moment - await self.now()).total_seconds()
-        if seconds > 0:
-            await self.call("POST", "/v1/dev/clock/advance", None, {"seconds": seconds})
+        if moment > await self.now():
+            target = {"to": moment.isoformat()}
+            deadline = started + CLOCK_TIMEOUT
+            while True:
+                answer = await self.call(
+                    "POST", "/v1/dev/clock/advance", None, target, expect=(200, 503), retries=1
+                )
+                if "retry_with" not in answer:
+                    break
+                if time.monotonic() > deadline:
+                    raise SimulationError(f"the clock did not reach {moment} in {CLOCK_TIMEOUT} s")
+                await asyncio.sleep(1)
         self._add_wall(CLOCK_PHASE, time.monotonic() - started)
 
     def _add_wall(self, phase: str, seconds: float) -> None:

@@ -13,14 +13,17 @@ quorum of ballots; a few more fall short of it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from minju.simulate.core import Citizen, Sim, SimulationError, seoul_date
+
+T = TypeVar("T")
 
 PART = "proposals"
 #: The first day (month, day of Y) of each wave of submissions.
@@ -382,7 +385,7 @@ def plan(sim: Sim) -> None:
     sim.at(
         sim.seoul(*COUNT_DAY, hours=WORK_HOUR + 8),
         "proposals: outcomes",
-        partial(_count_outcomes, sim, [c.id for c in cases], linked),
+        partial(_count_outcomes, sim, cases, linked),
     )
 
 
@@ -475,7 +478,10 @@ def _draw_cases(sim: Sim, rng: random.Random) -> list[Case]:
             first_of["short"] = False
     reviewed = [case for case in cases if case.review is not None]
     if reviewed and not any(case.late_review for case in reviewed):
-        reviewed[0].review_day = LATE_REVIEW_DAYS[0]  # at least one overdue case
+        reviewed[0].review_day = LATE_REVIEW_DAYS[0]  # at least one overdue review
+    planned = [case for case in cases if case.verdicts]
+    if planned and not any(case.late_check for case in planned):
+        planned[0].late_check = True  # and one overdue appropriateness check
     return cases
 
 
@@ -543,6 +549,12 @@ def _by_day(cases: Iterable[Case], day_of: Callable[[Case], int | None]) -> dict
     return dict(sorted(days.items()))
 
 
+def _interleaved(rows: Iterable[Sequence[T]]) -> list[T]:
+    """The items of several cases taken in turn, so the calls in flight at once go to different
+    cases instead of queueing on one case's row."""
+    return [item for column in itertools.zip_longest(*rows) for item in column if item is not None]
+
+
 def _plan_wave(sim: Sim, start: datetime, wave: int, cases: list[Case]) -> None:
     def at(day: int) -> datetime:
         return start + timedelta(days=day, hours=WORK_HOUR)
@@ -579,7 +591,9 @@ def _plan_wave(sim: Sim, start: datetime, wave: int, cases: list[Case]) -> None:
                     partial(_submit_plans, sim, revising, 1),
                 )
     for day, group in _by_day(planned, Case.opening_day).items():
-        ballots = [(case, person, choice) for case in group for person, choice in case.ballots]
+        ballots = _interleaved(
+            [[(case, person, choice) for person, choice in case.ballots] for case in group]
+        )
         for n, offset in enumerate(BALLOT_DAYS):
             share = ballots[n :: len(BALLOT_DAYS)]
             sim.at(at(day + offset), f"proposals: {label} ballots", partial(_vote, sim, share))
@@ -656,7 +670,7 @@ def _overdue_row(
     escalation before the answer."""
     if not any(t["event"] == "deadline_missed" and t["stage"] == stage for t in timeline):
         raise SimulationError(f"{case} {case_id}: answered late, but no deadline_missed in {stage}")
-    if not timeline[-1]["note"].endswith("(answered after the deadline)"):
+    if "(answered after the deadline)" not in timeline[-1]["note"]:
         raise SimulationError(f"{case} {case_id}: the late answer does not say it was late")
     deadline = seoul_date(datetime.fromisoformat(due_at))
     decided = seoul_date(datetime.fromisoformat(timeline[-1]["at"]))
@@ -688,7 +702,7 @@ async def _submit(sim: Sim, cases: list[Case]) -> None:
     async with sim.phase("proposals: submissions", total=len(cases)) as bar:
         await sim.each(cases, submit, bar)
 
-    supports = [(case, person) for case in cases for person in case.supporters]
+    supports = _interleaved([[(case, person) for person in case.supporters] for case in cases])
 
     async def support(item: tuple[Case, Citizen]) -> None:
         case, person = item
@@ -924,20 +938,20 @@ async def _submit_linked(sim: Sim, cases: list[LinkedCase]) -> None:
         }
         created = await sim.call("POST", "/v1/proposals", await sim.citizen(case.proposer), body)
         case.id = str(created["id"])
-    await _support_linked(
-        sim, [(case, person) for case in cases for person in _early_supporters(case)]
-    )
+    early = [[(case, person) for person in _early_supporters(case)] for case in cases]
+    await _support_linked(sim, _interleaved(early))
 
 
 async def _reach_forum_threshold(sim: Sim, cases: list[LinkedCase]) -> None:
     """The rest of the supports, within the 30-day window: the agenda selection begins."""
     await _support_linked(
         sim,
-        [
-            (case, person)
-            for case in cases
-            for person in case.supporters[len(_early_supporters(case)) :]
-        ],
+        _interleaved(
+            [
+                [(case, person) for person in case.supporters[len(_early_supporters(case)) :]]
+                for case in cases
+            ]
+        ),
     )
     for case in cases:
         path = f"/v1/proposals/{case.id}"
@@ -1011,11 +1025,12 @@ async def _decide_agendas(sim: Sim, cases: list[LinkedCase]) -> None:
 async def _take_part(sim: Sim, cases: list[LinkedCase], share: int) -> None:
     """One share of each forum's participations (positions, some opinions)."""
     every = len(FORUM_PARTICIPATION_DAYS)
-    items = [
-        (case, person, position, opinion)
-        for case in cases
-        for person, position, opinion in case.participations[share::every]
-    ]
+    items = _interleaved(
+        [
+            [(case, *participation) for participation in case.participations[share::every]]
+            for case in cases
+        ]
+    )
 
     async def take_part(item: tuple[LinkedCase, Citizen, str | None, str | None]) -> None:
         case, person, position, opinion = item
@@ -1138,9 +1153,9 @@ STATUS_ORDER = (
 )
 
 
-async def _count_outcomes(sim: Sim, case_ids: list[str], linked: list[LinkedCase]) -> None:
+async def _count_outcomes(sim: Sim, cases: list[Case], linked: list[LinkedCase]) -> None:
     """The final status of every proposal this part submitted, counted from the listing."""
-    mine = set(case_ids) | {case.id for case in linked}
+    mine = {case.id for case in cases} | {case.id for case in linked}
     statuses: dict[str, str] = {}
     cursor: str | None = None
     async with sim.phase("proposals: outcomes") as bar:
