@@ -339,8 +339,11 @@ class Sim:
         while self._steps:
             step = heapq.heappop(self._steps)
             await self.advance_to(step.at)
+            started = time.monotonic()
             try:
                 await step.run()
+                took = time.monotonic() - started
+                self.console.print(f"{seoul_date(step.at)}  {step.name}  ({took:.1f} s)")
             except SimulationError as exc:
                 at = f"{step.at:%Y-%m-%d %H:%M} UTC"
                 raise SimulationError(f"{step.name} (at {at}): {exc}") from exc
