@@ -47,9 +47,9 @@ SELECTION_GROUP_SIZE = 20
 
 # ---- shares of the drawn fates ---------------------------------------------------------------
 #: Proposals that never gather the supports for a department review.
-UNSUPPORTED_SHARE = 0.12
+UNSUPPORTED_SHARE = 0.25
 #: Supported proposals that gather more than the threshold.
-POPULAR_SHARE = 0.3
+POPULAR_SHARE = 0.1
 #: Proposers who withdraw during the department review.
 WITHDRAWN_SHARE = 0.03
 ACCEPTED_SHARE = 0.55
@@ -57,8 +57,8 @@ ACCEPTED_SHARE = 0.55
 LATE_REVIEW_SHARE = 0.15
 #: Proposals that reach a vote with a quorum of ballots; a vote that falls short; a plan
 #: discarded by the executing department (each at least one).
-QUORATE_SHARE = 0.01
-SHORT_VOTE_SHARE = 0.01
+QUORATE_SHARE = 0.005
+SHORT_VOTE_SHARE = 0.005
 DISCARDED_SHARE = 0.01
 #: Plans the executing department first sends back for revision.
 REVISED_SHARE = 0.3
@@ -426,7 +426,7 @@ def _draw_cases(sim: Sim, rng: random.Random) -> list[Case]:
         if role is None and rng.random() < UNSUPPORTED_SHARE:
             supports = rng.randint(0, REVIEW_THRESHOLD - 1)
         else:
-            extra = rng.randint(1, 5) if rng.random() < POPULAR_SHARE else 0
+            extra = rng.randint(1, 3) if rng.random() < POPULAR_SHARE else 0
             supports = REVIEW_THRESHOLD + extra
         commented = rng.random() < COMMENTED_SHARE
         case = Case(
@@ -496,7 +496,7 @@ def _ballots(
 def _draw_linked(sim: Sim, rng: random.Random) -> list[LinkedCase]:
     citizens = sim.citizens
     count = 1 if sim.sizes.proposals < 200 else 2
-    participants = min(len(citizens) // 4, max(200, 2 * sim.sizes.proposals))
+    participants = min(len(citizens) // 4, max(200, sim.sizes.proposals))
     linked = []
     for agenda in LINKED_AGENDAS[:count]:
         proposer = rng.choice(citizens)
@@ -525,7 +525,7 @@ def _draw_linked(sim: Sim, rng: random.Random) -> list[LinkedCase]:
 
 def _draw_asks(sim: Sim, rng: random.Random) -> list[AskCase]:
     citizens = sim.citizens
-    participants = min(len(citizens) // 10, max(100, sim.sizes.proposals // 2))
+    participants = min(len(citizens) // 10, max(100, sim.sizes.proposals // 5))
     asks = []
     for ask in ASKS:
         participations = []
@@ -657,6 +657,27 @@ async def _wait(
     return latest
 
 
+async def _wait_listed(sim: Sim, status: str, proposal_ids: list[str]) -> None:
+    """Wait until every one of `proposal_ids` is listed with `status` (a page holds 200, so
+    this reads far fewer pages than there are proposals)."""
+    wanted = set(proposal_ids)
+
+    async def check() -> bool:
+        listed: set[str] = set()
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"status": status, "limit": 200}
+            if cursor:
+                params["cursor"] = cursor
+            page = await sim.get("/v1/proposals", **params)
+            listed |= {proposal["id"] for proposal in page["items"]}
+            cursor = page["next_cursor"]
+            if not cursor:
+                return wanted <= listed
+
+    await sim.poll(check, f"{len(wanted)} proposals listed as {status}")
+
+
 def _expect_status(answer: Any, status: str, what: str) -> dict[str, Any]:
     if answer["status"] != status:
         raise SimulationError(f"{what}: expected status {status}, got {answer['status']}")
@@ -725,9 +746,10 @@ async def _submit(sim: Sim, cases: list[Case]) -> None:
     admin = await sim.official("admin")
     reviewed = [case for case in cases if len(case.supporters) >= REVIEW_THRESHOLD]
 
+    await _wait_listed(sim, "dept_review", [case.id for case in reviewed])
+
     async def assign(case: Case) -> None:
         path = f"/v1/proposals/{case.id}"
-        await _wait(sim, path, lambda p: p["status"] == "dept_review", "in department review")
         body = {
             "department": case.topic.department,
             "note": "routed by the administrative evaluation group; no duplicate found",
