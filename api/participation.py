@@ -56,7 +56,6 @@ from models.participation import (
     filing_refusal,
     window,
 )
-from models.project import ProjectStatus
 from models.project_tables import BudgetProject
 from models.rules import ParticipationRules
 
@@ -212,11 +211,11 @@ async def _check_project(
             f"project_id: the project is of the {project.year} cycle, not {year}",
             field="project_id",
         )
-    if kind == WASTE_REPORT and project.status != ProjectStatus.SELECTED:
+    if kind == WASTE_REPORT and not project.selected:
         raise Problem(
             422,
-            "project_id: a waste report is filed against a selected project of the cycle; "
-            f"this one is {project.status}",
+            "project_id: a waste report is filed against a project of the cycle the vote "
+            f"selected (selected, executing or completed); this one is {project.status}",
             field="project_id",
         )
     return project

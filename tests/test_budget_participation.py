@@ -401,7 +401,8 @@ async def test_the_drafting_stage_in_its_windows_with_roles_answers_and_replays(
 
 
 async def add_project(system: Stack, year: int, status: str) -> str:
-    """A project row of the cycle as the vote's projection leaves it."""
+    """A project row of the cycle as the vote's projection leaves it (selected, dropped) or as
+    its execution in Y+1 does (executing, completed: still selected)."""
     project_id = f"project-{year}-{status}"
     now = datetime.now(UTC)
     async with system.sessions() as session, session.begin():
@@ -423,7 +424,7 @@ async def add_project(system: Stack, year: int, status: str) -> str:
                 created_at=now,
                 status=status,
                 cost_krw=1_000_000_000,
-                selected=status == "selected",
+                selected=status in ("selected", "executing", "completed"),
             )
         )
     return project_id
@@ -460,6 +461,12 @@ async def test_waste_reports_and_settlement_in_the_year_the_budget_is_spent(
     report = expect(await file(api, year, monitor, waste(selected), key="waste-1"), 201)
     assert (report["stage"], report["kind"], report["project_id"]) == ("execution", WASTE, selected)
     assert expect(await file(api, year, monitor, waste(selected), key="waste-1"), 201) == report
+    # from 1 January of Y+1 a selected project is being executed, then completed: still open
+    # to waste reports
+    for status in ("executing", "completed"):
+        spent_on = await add_project(system, year, status)
+        taken = expect(await file(api, year, monitor, waste(spent_on)), 201)
+        assert taken["project_id"] == spent_on
     assert (
         "dropped"
         in expect_problem(await file(api, year, monitor, waste(dropped)), 422, field="project_id")[
@@ -525,7 +532,10 @@ async def test_waste_reports_and_settlement_in_the_year_the_budget_is_spent(
     )
 
     reports = await listing(api, year, stage="execution")
-    assert [r["kind"] for r in reports] == [WASTE, WASTE]
+    assert [r["kind"] for r in reports] == [WASTE] * 4
+    assert sorted(r["project_id"] for r in reports) == sorted(
+        [selected, selected, f"project-{year}-executing", f"project-{year}-completed"]
+    )
     settled = await listing(api, year, stage="settlement", kind="opinion")
     assert [[a["department"] for a in r["answers"]] for r in settled] == [["finance"], ["parks"]]
     assert await listing(api, spent) == []
