@@ -29,11 +29,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+#: A project the vote selected stays selected while it is executed and once completed.
+SELECTED_STATUSES = frozenset(
+    {ProjectStatus.SELECTED, ProjectStatus.EXECUTING, ProjectStatus.COMPLETED}
+)
+
+
 def project_columns(state: ProjectState) -> dict[str, Any]:
     """The row's projected columns, as JSON (times ISO 8601, UTC)."""
     selected = None
-    if state.status in (ProjectStatus.SELECTED, ProjectStatus.DROPPED):
-        selected = state.status is ProjectStatus.SELECTED
+    if state.status in SELECTED_STATUSES:
+        selected = True
+    elif state.status is ProjectStatus.DROPPED:
+        selected = False
     return {
         "status": state.status.value,
         "cost_krw": state.cost_krw,

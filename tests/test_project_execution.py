@@ -92,6 +92,8 @@ async def test_a_selected_project_is_executed_and_monitored_in_the_following_yea
     # 1 January of Y+1: executing, the first progress report due 90 days on
     await advance_to(api, seoul(year + 1, 1, 1) + timedelta(seconds=1))
     executing = await _project(api, a, "executing")
+    # still the vote's selection while executed (the waste reports of Y+1 count on it)
+    assert executing["selected"] is True
     assert executing["execution"]["final_due_at"].startswith(f"{year + 1}-12-31T15:00")
     await _project(api, b, "executing")
     # B has no department named: nobody can report for it yet
@@ -127,6 +129,7 @@ async def test_a_selected_project_is_executed_and_monitored_in_the_following_yea
         201,
     )
     assert done["status"] == "completed" and done["execution"]["completed_at"]
+    assert done["selected"] is True
     events = await _events(api, a)
     assert events[-1] == "final_report" and "execution_started" in events
     expect_problem(await api.post(reports, parks, progress), 409)
