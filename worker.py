@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,6 +39,8 @@ log = logging.getLogger("minju.worker")
 #: they import later. The workflow modules themselves (`workflows.*`) are NOT passed
 #: through: the sandbox imports them afresh for every run, which is what isolates runs.
 PASSTHROUGH_MODULES = ("models", "activities")
+#: How long a cached workflow's task waits for this worker on the simulated clock.
+STICKY_TIMEOUT = timedelta(days=3650)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +100,11 @@ def create_worker(
 ) -> Worker:
     if settings.worker_cache is not None:
         options.setdefault("max_cached_workflows", settings.worker_cache)
+        if settings.clock_mode is ClockMode.SIMULATED:
+            # A sticky task not started within this time goes back to the shared queue; on
+            # the time-skipping server that time is skipped time, so a busy worker would see
+            # its tasks moved under load.
+            options.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_TIMEOUT)
     elif settings.clock_mode is ClockMode.SIMULATED:
         # The time-skipping test server never moves a workflow task off the sticky queue of a
         # worker that died, so a restarted worker would never see the cases the dead one had

@@ -248,6 +248,7 @@ async def _start_cycle(ctx: AppContext, principal: Principal, body: BudgetCycleC
         drop_ratio=ratio,
         linked_forums=joined,
         carried_over=carried,
+        max_history_events=ctx.settings.cycle_max_history_events,
     )
     now = await ctx.clock.now()
     row = BudgetCycle(

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     #: (the SDK's default, 1,000, when unset on the real clock; 0 on the simulated clock, see
     #: worker.create_worker). `minju simulate` sets it for the stack it starts.
     worker_cache: int | None = Field(None, ge=0, validation_alias="MINJU_WORKER_CACHE")
+    #: MINJU_CYCLE_MAX_HISTORY_EVENTS: a new budget cycle's run continues as new once its history
+    #: holds this many events (models.budget.MAX_HISTORY_EVENTS by default, 2,000), or when the
+    #: server suggests it, whichever comes first; at most 40,000 (Temporal's limit is 51,200).
+    cycle_max_history_events: int = Field(
+        2_000, ge=100, le=40_000, validation_alias="MINJU_CYCLE_MAX_HISTORY_EVENTS"
+    )
     #: MINJU_RULEBOOK_DIRS: directories separated by the OS path separator (":").
     extra_rulebook_dirs: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias="MINJU_RULEBOOK_DIRS"

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import tempfile
@@ -92,8 +93,12 @@ async def _serve(app: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     return server, task, port
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def system(postgres: stack.EmbeddedPostgres, template_database: str) -> AsyncIterator[Stack]:
+@contextlib.asynccontextmanager
+async def running_stack(
+    postgres: stack.EmbeddedPostgres, template_database: str, **overrides: Any
+) -> AsyncIterator[Stack]:
+    """A fresh database from the template, a time-skipping server, a worker and the API;
+    `overrides` change the test defaults (e.g. `worker_cache`)."""
     name = f"minju_test_{next(_database_numbers)}"
     url = await stack.ensure_database(postgres, name, template=template_database, recreate=True)
     temporal_server = await stack.start_test_server()
@@ -104,6 +109,7 @@ async def system(postgres: stack.EmbeddedPostgres, template_database: str) -> As
         jwt_secret="test-only-signing-key-not-for-production-use",
         dev_endpoints=True,
         clock_mode=ClockMode.SIMULATED,
+        **overrides,
     )
     client = await stack.connect_temporal(settings)
     engine = create_engine(settings, pool_size=20)
@@ -128,6 +134,12 @@ async def system(postgres: stack.EmbeddedPostgres, template_database: str) -> As
             await asyncio.gather(worker_task, return_exceptions=True)
             await engine.dispose()
             await temporal_server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def system(postgres: stack.EmbeddedPostgres, template_database: str) -> AsyncIterator[Stack]:
+    async with running_stack(postgres, template_database) as running:
+        yield running
 
 
 @pytest.fixture

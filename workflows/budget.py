@@ -22,6 +22,7 @@ from workflows.common import (
     activity_options,
     counting_options,
     next_entry,
+    outlive_children,
     reject,
     require_idle,
     require_text,
@@ -114,6 +115,8 @@ class BudgetCycleWorkflow(Settles):
     @workflow.init
     def __init__(self, start: BudgetCycleStart) -> None:
         self._start = start
+        #: The projects and plans this run started (abandoned children: they outlive it).
+        self._children: list[workflow.ChildWorkflowHandle[Any, Any]] = []
         if start.state is None:
             self._state = BudgetCycleState(year=start.year)
             self._state.linked_forums = list(start.linked_forums)
@@ -158,6 +161,7 @@ class BudgetCycleWorkflow(Settles):
         # for what later issues add after it (execution in Y+1, settlement): wait here for
         # their signals instead of returning.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await outlive_children(self._children, "cycle-outlives-its-children")
         return self._state
 
     @workflow.update
@@ -433,6 +437,7 @@ class BudgetCycleWorkflow(Settles):
             id=project_workflow_id(start.project_id),
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
         )
+        self._children.append(child)
         return child.id
 
     @enter_project.validator
@@ -458,6 +463,7 @@ class BudgetCycleWorkflow(Settles):
             id=district_plan_workflow_id(start.plan_id),
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
         )
+        self._children.append(child)
         return child.id
 
     @enter_district_plan.validator

@@ -7,6 +7,7 @@ notified, reminders repeat, and the case keeps waiting for the answer the rules 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -238,3 +239,18 @@ class CaseRecorder(Settles):
         finally:
             self._recording -= 1
         return entry
+
+
+async def outlive_children(
+    children: list[workflow.ChildWorkflowHandle[Any, Any]], patch: str
+) -> None:
+    """Close only after the children this run started (a proposal's forum, a cycle's projects
+    and plans, abandoned on close so that they outlive it) have closed.
+
+    On the time-skipping test server a child that closes after its parent leaves the server's
+    clock locked for good: it then moves at wall speed, so a simulated year never ends
+    (sdk-java #1539, sdk-typescript #1101). On a real server waiting changes nothing a case
+    shows: the parent has nothing more to do, and the children run as before. Behind `patch`
+    for the runs that closed without waiting."""
+    if children and workflow.patched(patch):
+        await asyncio.gather(*children, return_exceptions=True)

@@ -28,6 +28,7 @@ from workflows.common import (
     activity_options,
     await_answer,
     counting_options,
+    outlive_children,
     reject,
     require_idle,
     require_text,
@@ -75,6 +76,8 @@ class ProposalWorkflow(CaseRecorder):
     @workflow.init
     def __init__(self, start: ProposalStart) -> None:
         self._start = start
+        #: The forum this run opened (an abandoned child: it outlives the proposal's stages).
+        self._children: list[workflow.ChildWorkflowHandle[Any, Any]] = []
         book = start.rules.rulebook
         if book.proposal is None or book.execution is None or book.escalation is None:
             raise ApplicationError(f"rulebook {start.rules.name} lacks proposal rules")
@@ -150,6 +153,7 @@ class ProposalWorkflow(CaseRecorder):
                 await self._await_stage_change()
         # The handler that made the last transition may still be writing its projection.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await outlive_children(self._children, "proposal-outlives-its-forum")
         return self._state
 
     async def _linked_support_window(self) -> None:
@@ -381,7 +385,7 @@ class ProposalWorkflow(CaseRecorder):
             ),
             **activity_options(),
         )
-        await workflow.start_child_workflow(
+        forum = await workflow.start_child_workflow(
             ForumWorkflow.run,
             ForumStart(
                 forum_id=agenda.forum_id,
@@ -392,6 +396,7 @@ class ProposalWorkflow(CaseRecorder):
             id=forum_workflow_id(agenda.forum_id),
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
+        self._children.append(forum)
 
     @workflow.update
     async def assign(self, command: Assignment) -> ProposalState:
