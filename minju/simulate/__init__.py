@@ -216,8 +216,12 @@ def _client(url: str, sizes: Sizes) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, timeout=300, limits=limits)
 
 
+#: Columns of the summary when it goes to a file or a pipe (a terminal gives its own width).
+PIPED_WIDTH = 140
+
+
 def main(args: argparse.Namespace) -> int:
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         summary = asyncio.run(_run(args, console))
