@@ -249,8 +249,7 @@ class Aftercare:
             for record in self.requests
             for department in self._answerers(record)
         ]
-        async with self.sim.phase("aftercare: explanations", total=len(answers)) as bar:
-            await self.sim.each(answers, self._answer, bar)
+        await self.sim.each_in_phase("aftercare: explanations", answers, self._answer)
 
     async def drafting_opinions(self) -> None:
         count = _scaled(self.sim, "opinions")
@@ -317,11 +316,9 @@ class Aftercare:
             await self.sim.call("POST", path, admin, body, expect=(200,))
 
         to_name = [e for e in self.executions if e.project_id in unnamed]
-        async with self.sim.phase("aftercare: executing departments", total=len(to_name)) as bar:
-            await self.sim.each(to_name, name, bar)
+        await self.sim.each_in_phase("aftercare: executing departments", to_name, name)
         to_form = [e for e in self.executions if e.project_id in councils]
-        async with self.sim.phase("aftercare: execution councils", total=len(to_form)) as bar:
-            await self.sim.each(to_form, form, bar)
+        await self.sim.each_in_phase("aftercare: execution councils", to_form, form)
 
     async def execution_begins(self) -> None:
         """Every selected project executing; each one's reports put on the calendar."""
@@ -345,8 +342,7 @@ class Aftercare:
             execution.final_due = datetime.fromisoformat(project["execution"]["final_due_at"])
             execution.report_every = report_every
 
-        async with sim.phase("aftercare: execution begins", total=len(self.executions)) as bar:
-            await sim.each(self.executions, started, bar)
+        await sim.each_in_phase("aftercare: execution begins", self.executions, started)
         self._schedule(sim.seoul(1, 1, year_offset=1))
 
     def _schedule(self, start: datetime) -> None:
@@ -444,8 +440,7 @@ class Aftercare:
             if answer["evaluation"] is None:
                 raise SimulationError(f"{execution.title}: no evaluation after it was recorded")
 
-        async with self.sim.phase("aftercare: evaluations", total=len(evaluated)) as bar:
-            await self.sim.each(evaluated, evaluate, bar)
+        await self.sim.each_in_phase("aftercare: evaluations", evaluated, evaluate)
 
     async def execution_summary(self) -> None:
         """Each project's reports and its overdue cases, as the API shows them."""
@@ -530,8 +525,7 @@ class Aftercare:
             for record in self.settlement
             for department in self._answerers(record)
         ]
-        async with self.sim.phase("aftercare: settlement answers", total=len(answers)) as bar:
-            await self.sim.each(answers, self._answer, bar)
+        await self.sim.each_in_phase("aftercare: settlement answers", answers, self._answer)
 
     async def participation_summary(self) -> None:
         """The cycle's records and answers, counted from the public listing."""

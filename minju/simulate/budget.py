@@ -286,14 +286,14 @@ class _State:
         await _wait_phase(self.sim, "metro", "call")
         await _wait_phase(self.sim, "governance", "call")
         projects = self._of("metro") + self._of("governance")
-        async with self.sim.phase("budget: metro and governance proposals", len(projects)) as bar:
-            await self.sim.each(projects, self._enter, bar)
+        await self.sim.each_in_phase(
+            "budget: metro and governance proposals", projects, self._enter
+        )
 
     async def deliberative_entries(self) -> None:
         await _wait_phase(self.sim, "deliberative", "forming")
         projects = self._of("deliberative")
-        async with self.sim.phase("budget: deliberative entries", total=len(projects)) as bar:
-            await self.sim.each(projects, self._enter, bar)
+        await self.sim.each_in_phase("budget: deliberative entries", projects, self._enter)
 
     async def _enter(self, project: Project) -> None:
         sim = self.sim
@@ -343,8 +343,7 @@ class _State:
             reason = "" if eligible else "not a city affair of two districts, or over the cap"
             await sim.call("POST", path, admin, {"eligible": eligible, "reason": reason})
 
-        async with sim.phase("budget: eligibility screening", total=len(projects)) as bar:
-            await sim.each(projects, screen, bar)
+        await sim.each_in_phase("budget: eligibility screening", projects, screen)
 
     async def square_opinions(self) -> None:
         sim = self.sim
@@ -360,8 +359,7 @@ class _State:
             body = {"body": f"Square member's view on {project.title}: worth it for my block."}
             await sim.call("POST", f"/v1/projects/{project.id}/opinions", who, body)
 
-        async with sim.phase("budget: the Square's opinions", total=len(opinions)) as bar:
-            await sim.each(opinions, give, bar)
+        await sim.each_in_phase("budget: the Square's opinions", opinions, give)
 
     async def council_review(self) -> None:
         sim = self.sim
@@ -377,8 +375,7 @@ class _State:
             body = {"advance": advance, "scores": scores, "note": "public-private council review"}
             await sim.call("POST", f"/v1/projects/{project.id}/review", committee, body)
 
-        async with sim.phase("budget: council review", total=len(projects)) as bar:
-            await sim.each(projects, review, bar)
+        await sim.each_in_phase("budget: council review", projects, review)
 
     async def deliberation(self) -> None:
         sim, decided = self.sim, self.decided
@@ -410,8 +407,7 @@ class _State:
             member = await sim.citizen(decided.councils[project.field][2])
             await sim.call("POST", f"/v1/projects/{project.id}/deliberation", member, body)
 
-        async with sim.phase("budget: deliberation", total=len(actions)) as bar:
-            await sim.each(actions, act, bar)
+        await sim.each_in_phase("budget: deliberation", actions, act)
 
     async def objections(self) -> None:
         sim = self.sim
@@ -433,8 +429,7 @@ class _State:
             await sim.call("POST", f"{path}/{made['id']}/answer", admin, body)
             project.cost_krw = lowered
 
-        async with sim.phase("budget: objections", total=len(objected)) as bar:
-            await sim.each(objected, object_and_answer, bar)
+        await sim.each_in_phase("budget: objections", objected, object_and_answer)
 
     async def deliberative_vote(self) -> None:
         await _wait_phase(self.sim, "deliberative", "vote")

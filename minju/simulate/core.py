@@ -291,6 +291,13 @@ class Sim:
         results += await asyncio.gather(*batch)
         return results
 
+    async def each_in_phase(
+        self, name: str, items: Sequence[T], work: Callable[[T], Awaitable[Any]]
+    ) -> list[Any]:
+        """`each` under its own phase: a bar of `len(items)` and the phase's wall time."""
+        async with self.phase(name, total=len(items)) as bar:
+            return await self.each(items, work, bar)
+
     # ---- the clock -------------------------------------------------------------------------
 
     async def now(self) -> datetime:

@@ -170,8 +170,7 @@ class _Plans:
     async def each(
         self, phase: str, districts: list[_District], work: Callable[[_District], Awaitable[None]]
     ) -> None:
-        async with self.sim.phase(f"plans: {phase}", total=len(districts)) as bar:
-            await self.sim.each(districts, work, bar)
+        await self.sim.each_in_phase(f"plans: {phase}", districts, work)
 
     # ---- neighbourhood plans ---------------------------------------------------------------
 

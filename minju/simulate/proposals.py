@@ -720,8 +720,7 @@ async def _submit(sim: Sim, cases: list[Case]) -> None:
         created = await sim.call("POST", "/v1/proposals", await sim.citizen(case.proposer), body)
         case.id = str(_expect_status(created, "ripening", case.title)["id"])
 
-    async with sim.phase("proposals: submissions", total=len(cases)) as bar:
-        await sim.each(cases, submit, bar)
+    await sim.each_in_phase("proposals: submissions", cases, submit)
 
     supports = _interleaved([[(case, person) for person in case.supporters] for case in cases])
 
@@ -730,8 +729,7 @@ async def _submit(sim: Sim, cases: list[Case]) -> None:
         path = f"/v1/proposals/{case.id}/supports"
         await sim.call("POST", path, await sim.citizen(person), expect=(201,))
 
-    async with sim.phase("proposals: supports", total=len(supports)) as bar:
-        await sim.each(supports, support, bar)
+    await sim.each_in_phase("proposals: supports", supports, support)
 
     comments = [(case, person, text) for case in cases for person, text in case.comments]
 
@@ -740,8 +738,7 @@ async def _submit(sim: Sim, cases: list[Case]) -> None:
         path = f"/v1/proposals/{case.id}/comments"
         await sim.call("POST", path, await sim.citizen(person), {"body": text}, expect=(201,))
 
-    async with sim.phase("proposals: comments", total=len(comments)) as bar:
-        await sim.each(comments, comment, bar)
+    await sim.each_in_phase("proposals: comments", comments, comment)
 
     admin = await sim.official("admin")
     reviewed = [case for case in cases if len(case.supporters) >= REVIEW_THRESHOLD]
@@ -757,8 +754,7 @@ async def _submit(sim: Sim, cases: list[Case]) -> None:
         assigned = await sim.call("POST", f"{path}/assign", admin, body, expect=(200,))
         case.due_at = str(assigned["due_at"])
 
-    async with sim.phase("proposals: assignments", total=len(reviewed)) as bar:
-        await sim.each(reviewed, assign, bar)
+    await sim.each_in_phase("proposals: assignments", reviewed, assign)
 
 
 async def _withdraw(sim: Sim, cases: list[Case]) -> None:
@@ -767,8 +763,7 @@ async def _withdraw(sim: Sim, cases: list[Case]) -> None:
         answer = await sim.call("POST", path, await sim.citizen(case.proposer), expect=(200,))
         _expect_status(answer, "withdrawn", case.title)
 
-    async with sim.phase("proposals: withdrawals", total=len(cases)) as bar:
-        await sim.each(cases, withdraw, bar)
+    await sim.each_in_phase("proposals: withdrawals", cases, withdraw)
 
 
 async def _review(sim: Sim, cases: list[Case]) -> None:
@@ -805,8 +800,7 @@ async def _screen(sim: Sim, cases: list[Case]) -> None:
         answer = await sim.call("POST", path, committee, body, expect=(200,))
         _expect_status(answer, "planning" if case.screening == "advance" else "dropped", case.title)
 
-    async with sim.phase("proposals: committee screening", total=len(cases)) as bar:
-        await sim.each(cases, screen, bar)
+    await sim.each_in_phase("proposals: committee screening", cases, screen)
 
 
 async def _submit_plans(sim: Sim, cases: list[Case], revision: int) -> None:
@@ -830,8 +824,7 @@ async def _submit_plans(sim: Sim, cases: list[Case], revision: int) -> None:
         answer = await sim.call("POST", path, committee, body, expect=(200,))
         case.due_at = str(_expect_status(answer, "appropriateness_check", case.title)["due_at"])
 
-    async with sim.phase("proposals: execution plans", total=len(cases)) as bar:
-        await sim.each(cases, submit, bar)
+    await sim.each_in_phase("proposals: execution plans", cases, submit)
 
 
 VERDICT_REASONS = {
@@ -878,8 +871,7 @@ async def _vote(sim: Sim, ballots: list[tuple[Case, Citizen, str]]) -> None:
         path = f"/v1/proposals/{case.id}/ballots"
         await sim.call("POST", path, await sim.citizen(person), {"choice": choice}, expect=(201,))
 
-    async with sim.phase("proposals: ballots", total=len(ballots)) as bar:
-        await sim.each(ballots, cast, bar)
+    await sim.each_in_phase("proposals: ballots", ballots, cast)
 
 
 async def _close_votes(sim: Sim, cases: list[Case]) -> None:
@@ -928,8 +920,7 @@ async def _report(sim: Sim, cases: list[Case]) -> None:
         answer = await sim.call("POST", path, who, body, expect=(201,))
         _expect_status(answer, "completed" if final else "executing", case.title)
 
-    async with sim.phase("proposals: execution reports", total=len(passed)) as bar:
-        await sim.each(passed, report, bar)
+    await sim.each_in_phase("proposals: execution reports", passed, report)
 
 
 # ---- the steps: the linked path and its forums -----------------------------------------------
@@ -945,8 +936,7 @@ async def _support_linked(sim: Sim, supports: list[tuple[LinkedCase, Citizen]]) 
         path = f"/v1/proposals/{case.id}/supports"
         await sim.call("POST", path, await sim.citizen(person), expect=(201,))
 
-    async with sim.phase("proposals: linked supports", total=len(supports)) as bar:
-        await sim.each(supports, support, bar)
+    await sim.each_in_phase("proposals: linked supports", supports, support)
 
 
 async def _submit_linked(sim: Sim, cases: list[LinkedCase]) -> None:
@@ -1060,8 +1050,7 @@ async def _take_part(sim: Sim, cases: list[LinkedCase], share: int) -> None:
         body = _participation(position, opinion)
         await sim.call("POST", path, await sim.citizen(person), body, expect=(201,))
 
-    async with sim.phase("proposals: forum participations", total=len(items)) as bar:
-        await sim.each(items, take_part, bar)
+    await sim.each_in_phase("proposals: forum participations", items, take_part)
 
 
 async def _close_forums(sim: Sim, cases: list[LinkedCase]) -> None:
