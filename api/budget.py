@@ -249,6 +249,7 @@ async def _start_cycle(ctx: AppContext, principal: Principal, body: BudgetCycleC
         linked_forums=joined,
         carried_over=carried,
         max_history_events=ctx.settings.cycle_max_history_events,
+        follow_suggestion=ctx.settings.cycle_follow_suggestion,
     )
     now = await ctx.clock.now()
     row = BudgetCycle(

@@ -31,7 +31,8 @@ for any one of the 25, one per district and cycle.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -39,7 +40,7 @@ from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import delete
+from sqlalchemy import delete, func, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -76,6 +77,7 @@ from models.district_plans import (
     Negotiation,
     NeighbourhoodAgendaSet,
     NeighbourhoodCeiling,
+    PlanStatus,
     StrategicSelection,
     district_ceiling_krw,
     district_ceiling_refusal,
@@ -630,7 +632,9 @@ async def negotiate_plan(
         "operations team (admin), in the cycle's district `decision` phase (21-31 August, a "
         "reading; 409 naming the phase otherwise, so never after the end of August), only "
         "after both rounds of negotiation (409 before), once (409 after). `funded: true` "
-        "funds the plan at its current cost; `false` ends it."
+        "funds the plan at its current cost, while the cycle funds fewer than "
+        "`district.district_count` plans (24; 422 naming `funded` for the 25th); `false` ends "
+        "it."
     ),
 )
 async def decide_plan(
@@ -640,17 +644,58 @@ async def decide_plan(
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> PlanOut:
+    require_role(principal, Role.ADMIN)
     command = FundingDecision(actor_role=principal.role.value, funded=body.funded, note=body.note)
-    return await _decide_plan(
-        ctx,
-        principal,
-        idempotency_key,
-        plan_id,
-        "the funding decision",
-        DECISION_PHASES,
-        DistrictPlanWorkflow.decide,
-        command,
-    )
+    async with _funding_room(ctx, plan_id, body.funded):
+        return await _decide_plan(
+            ctx,
+            principal,
+            idempotency_key,
+            plan_id,
+            "the funding decision",
+            DECISION_PHASES,
+            DistrictPlanWorkflow.decide,
+            command,
+        )
+
+
+#: A plan that was funded (and then perhaps agreed).
+FUNDED_STATUSES = (PlanStatus.FUNDED.value, PlanStatus.AGREED.value)
+
+
+@asynccontextmanager
+async def _funding_room(ctx: AppContext, plan_id: str, funded: bool) -> AsyncIterator[None]:
+    """For a decision funding a plan: 422 naming `funded` once the cycle funds
+    `district.district_count` plans (24 x 1 bn: the type's budget has room for that many);
+    held (an advisory lock per cycle) until the decision is recorded, so two decisions cannot
+    both take the last place. A decision not to fund passes through."""
+    if not funded:
+        yield
+        return
+    async with ctx.sessions() as session, session.begin():
+        row = await _load_plan(session, plan_id)
+        _, rules = _district_rules(ctx, await load_cycle(session, row.year))
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"district-funding:{row.year}"},
+        )
+        others = await session.scalar(
+            select(func.count()).where(
+                col(DistrictPlan.year) == row.year,
+                col(DistrictPlan.id) != row.id,
+                col(DistrictPlan.status).in_(FUNDED_STATUSES),
+            )
+        )
+        if int(others or 0) >= rules.district_count:
+            raise Problem(
+                422,
+                f"funded: the {row.year} cycle funds {others} district plans already, the "
+                f"{rules.district_count} its budget has room for (district.district_count, "
+                f"{rules.district_count} x {_krw(rules.ceiling_krw)}); this one may only be "
+                "decided not funded",
+                field="funded",
+            )
+        yield
 
 
 @router.post(

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     cycle_max_history_events: int = Field(
         2_000, ge=100, le=40_000, validation_alias="MINJU_CYCLE_MAX_HISTORY_EVENTS"
     )
+    #: MINJU_CYCLE_FOLLOW_SUGGESTION=false: a new cycle's run does not continue as new when
+    #: the server suggests it (history size), only at MINJU_CYCLE_MAX_HISTORY_EVENTS; for a
+    #: simulated year only (models.budget.BudgetCycleStart.follow_suggestion).
+    cycle_follow_suggestion: bool = Field(True, validation_alias="MINJU_CYCLE_FOLLOW_SUGGESTION")
     #: MINJU_RULEBOOK_DIRS: directories separated by the OS path separator (":").
     extra_rulebook_dirs: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias="MINJU_RULEBOOK_DIRS"

@@ -175,6 +175,11 @@ class BudgetCycleStart:
     drop_ratio: float
     #: Continue-as-new from this history length on (or when Temporal suggests it).
     max_history_events: int = MAX_HISTORY_EVENTS
+    #: Whether Temporal's suggestion (a history over its size or length limits) also continues
+    #: the run as new. Off only for a simulated year (`minju simulate`): a run continued as new
+    #: leaves its children without a parent, which locks the time-skipping server's clock
+    #: (workflows.common.outlive_children).
+    follow_suggestion: bool = True
     #: Carried over by continue-as-new; None on the first run.
     state: BudgetCycleState | None = None
     timeline: list[TimelineEntry] = field(default_factory=list)

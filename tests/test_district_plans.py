@@ -27,6 +27,7 @@ from models.district_plans import (
     district_ceiling_krw,
 )
 from models.ids import budget_cycle_workflow_id
+from models.sortition import DISTRICTS
 from tests.helpers import Api, expect, expect_problem
 from tests.test_budget_cycle import advance_to, next_year, seoul, wait_phase
 from tests.workflow_stubs import StubActivities, stubbed_worker, time_skipping_env
@@ -614,3 +615,40 @@ async def test_the_cycle_enters_a_plan_only_in_its_submission_phase_and_year() -
             "Invalid",
             "year",
         )
+
+
+async def test_at_most_district_count_plans_are_funded(api: Api) -> None:
+    """24 x 1 bn (district.district_count): a 25th district's plan, negotiated like the others,
+    is refused funding naming `funded`, and may still be decided not funded."""
+    admin = await api.official("admin")
+    year = await next_year(api)
+    expect(await api.post("/v1/budget-cycles", admin, {"year": year, "rulebook": RULEBOOK}), 201)
+    assert len(DISTRICTS) == 25
+    await at(api, year, seoul(year, 7, 1), "district", "submission")
+    ids = []
+    for district in DISTRICTS:
+        body = {"district": district, "strategic": False, "plan": "a plan", "cost_krw": BN}
+        submitted = await api.post(
+            f"/v1/budget-cycles/{year}/district-plans", await district_worker(api, district), body
+        )
+        ids.append(expect(submitted, 201)["id"])
+    await at(api, year, seoul(year, 7, 11), "district", "negotiation")
+    for plan_id in ids:
+        for round_ in (1, 2):
+            body = {"notes": f"round {round_}"}
+            expect(await api.post(f"/v1/district-plans/{plan_id}/negotiations", admin, body), 200)
+    await at(api, year, seoul(year, 8, 21), "district", "decision")
+    funded = {"funded": True, "note": "within the type's budget"}
+    for plan_id in ids[:24]:
+        decided = expect(
+            await api.post(f"/v1/district-plans/{plan_id}/decision", admin, funded), 200
+        )
+        assert decided["status"] == "funded"
+    last = f"/v1/district-plans/{ids[24]}/decision"
+    refused = expect_problem(await api.post(last, admin, funded), 422, field="funded")
+    assert "district.district_count" in refused["detail"] and "24" in refused["detail"]
+    assert expect(await api.http.get(f"/v1/district-plans/{ids[24]}"), 200)["status"] == (
+        "negotiated"
+    )
+    not_funded = {"funded": False, "note": "no room left this year"}
+    assert expect(await api.post(last, admin, not_funded), 200)["status"] == "not_funded"

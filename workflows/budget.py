@@ -675,9 +675,8 @@ class BudgetCycleWorkflow(Settles):
     def _history_is_long(self) -> bool:
         info = workflow.info()
         return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() >= self._start.max_history_events
-        )
+            self._start.follow_suggestion and info.is_continue_as_new_suggested()
+        ) or info.get_current_history_length() >= self._start.max_history_events
 
     def _continue_as_new(self) -> None:
         self._state.runs += 1
@@ -687,6 +686,7 @@ class BudgetCycleWorkflow(Settles):
                 rules=self._start.rules,
                 drop_ratio=self._start.drop_ratio,
                 max_history_events=self._start.max_history_events,
+                follow_suggestion=self._start.follow_suggestion,
                 state=self._state,
                 timeline=self._timeline,
             )

@@ -40,10 +40,11 @@ DROP_RATIO = 0.2
 #: with hundreds of children, then costs minutes of replay per phase change. A run whose worker
 #: dies fails anyway, so the run caches them all.
 WORKER_CACHE = "100000"
-#: The cycle's run does not continue as new within the year on the stack `simulate` starts:
-#: on the time-skipping server a child (a project) that closes after the run that started it
-#: leaves the clock locked (workflows.common.outlive_children); one run of a year at full
-#: size holds about 5,000 events.
+#: The cycle's run does not continue as new within the year on the stack `simulate` starts,
+#: neither at 2,000 events nor at the server's suggestion (at full size its history passes
+#: 4 MB by March: each project's start carries its pinned rulebook): on the time-skipping
+#: server a child (a project) that closes after the run that started it leaves the clock
+#: locked (workflows.common.outlive_children).
 CYCLE_HISTORY = "40000"
 #: The most years ahead the run looks for a year without a budget cycle (on a `--url` stack).
 _YEARS_AHEAD = 10
