@@ -23,8 +23,14 @@ SIZES = Sizes(citizens=2_000, ballots=3_000, proposals=6, projects=30, online_sh
 async def cached_system(
     postgres: stack.EmbeddedPostgres, template_database: str
 ) -> AsyncIterator[Stack]:
-    """The test stack with the worker caching workflows, as `minju simulate`'s own stack."""
-    async with running_stack(postgres, template_database, worker_cache=10_000) as running:
+    """The test stack with the settings of `minju simulate`'s own stack (minju/simulate)."""
+    async with running_stack(
+        postgres,
+        template_database,
+        worker_cache=10_000,
+        cycle_max_history_events=40_000,
+        cycle_follow_suggestion=False,
+    ) as running:
         yield running
 
 

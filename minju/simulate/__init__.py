@@ -198,6 +198,8 @@ async def _run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             "MINJU_JWT_SECRET": secret,
             "MINJU_ACCESS_LOG": "0",
             "MINJU_WORKER_CACHE": WORKER_CACHE,
+            "MINJU_CYCLE_MAX_HISTORY_EVENTS": CYCLE_HISTORY,
+            "MINJU_CYCLE_FOLLOW_SUGGESTION": "false",
         },
     ) as launched:
         async with _client(launched.url, sizes) as http:
