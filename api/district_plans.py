@@ -60,6 +60,7 @@ from models.case import Role
 from models.district_plans import (
     AGENDA_PHASES,
     AGREEMENT_PHASES,
+    APPLICATION_PHASES,
     CEILING_PHASES,
     DECISION_PHASES,
     DISTRICT,
@@ -71,6 +72,7 @@ from models.district_plans import (
     SELECTION_PHASES,
     SUBMISSION_PHASES,
     Agreement,
+    DistrictApplication,
     DistrictPlan,
     DistrictPlanStart,
     FundingDecision,
@@ -178,6 +180,123 @@ async def _cycle(ctx: AppContext, year: int) -> BudgetCycle:
         return await load_cycle(session, year)
 
 
+# ---- the applications of February --------------------------------------------------------------
+
+
+class ApplicationRequest(Body):
+    district: DistrictName
+    #: Also for strategic projects (전략사업 신청, received apart from the plan's application).
+    strategic: bool = False
+    note: Text | None = None
+
+
+class ApplicationOut(BaseModel):
+    year: int
+    district: str
+    strategic: bool
+    note: str
+    applied_at: SeoulTime
+
+
+class ApplicationList(BaseModel):
+    items: list[ApplicationOut]
+
+
+def _application_out(row: DistrictApplication) -> ApplicationOut:
+    return ApplicationOut(
+        year=row.year,
+        district=row.district,
+        strategic=row.strategic,
+        note=row.note,
+        applied_at=row.applied_at,
+    )
+
+
+def _application_exists(year: int, district: str) -> Problem:
+    return Problem(409, f"{district} has applied to the {year} cycle already")
+
+
+async def _apply(
+    ctx: AppContext, principal: Principal, year: int, body: ApplicationRequest
+) -> ApplicationOut:
+    row = DistrictApplication(
+        year=year,
+        district=body.district,
+        strategic=body.strategic,
+        note=body.note or "",
+        applied_by=principal.sub,
+        applied_at=await ctx.clock.now(),
+    )
+    try:
+        async with ctx.sessions() as session, session.begin():
+            cycle = await load_cycle(session, year)
+            _district_rules(ctx, cycle)
+            require_phase(
+                cycle, "applying for the district plans", *APPLICATION_PHASES, kind=DISTRICT
+            )
+            if await session.get(DistrictApplication, (year, body.district)) is not None:
+                raise _application_exists(year, body.district)
+            session.add(row)
+    except IntegrityError as exc:  # applied at the same moment
+        raise _application_exists(year, body.district) from exc
+    return _application_out(row)
+
+
+@router.post(
+    "/budget-cycles/{year}/district-applications",
+    status_code=201,
+    response_model=ApplicationOut,
+    description=(
+        "A district's application (2월 사업 접수, 003 1-2-④: the plan type's application and, "
+        "received apart, the application for strategic projects, `strategic: true`), by a "
+        'caseworker of that district (`dept: "district:<name>"`, `district` the same name; '
+        "403 otherwise), in the cycle's district `applications` phase (February; 409 naming "
+        "the phase otherwise), once per district and cycle (409 for a second). The strategic "
+        "districts of March are chosen among those that applied for strategic projects. "
+        "Reading: a district that did not apply may still submit its plan in July (the "
+        "application is the city's count of who takes part, not a condition 003 states)."
+    ),
+)
+async def apply_district(
+    year: Year,
+    body: ApplicationRequest,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    own = caseworker_district(principal)
+    _require_district_name(body.district, "district")
+    if body.district != own:
+        raise Problem(
+            403, f"a caseworker of {own} applies for {own} only; this one is for {body.district}"
+        )
+    return await run_once(
+        ctx,
+        principal,
+        idempotency_key,
+        f"POST /v1/budget-cycles/{year}/district-applications",
+        body,
+        lambda unit: _apply(unit, principal, year, body),
+    )
+
+
+@router.get(
+    "/budget-cycles/{year}/district-applications",
+    response_model=ApplicationList,
+    description="The districts' applications of February, by district. Anyone reads.",
+)
+async def list_applications(year: Year, session: Session) -> ApplicationList:
+    await load_cycle(session, year)
+    rows = (
+        await session.exec(
+            select(DistrictApplication)
+            .where(col(DistrictApplication.year) == year)
+            .order_by(col(DistrictApplication.district))
+        )
+    ).all()
+    return ApplicationList(items=[_application_out(r) for r in rows])
+
+
 # ---- strategic districts -----------------------------------------------------------------------
 
 
@@ -214,6 +333,30 @@ def _check_strategic(rules: DistrictRules, districts: list[str]) -> None:
         )
 
 
+async def _require_strategic_applicants(
+    session: AsyncSession, year: int, districts: list[str]
+) -> None:
+    """422 naming `districts` unless each applied in February for strategic projects."""
+    applied = set(
+        (
+            await session.exec(
+                select(DistrictApplication.district).where(
+                    col(DistrictApplication.year) == year, col(DistrictApplication.strategic)
+                )
+            )
+        ).all()
+    )
+    missing = [name for name in districts if name not in applied]
+    if missing:
+        shown = ", ".join(sorted(applied)) or "none"
+        raise Problem(
+            422,
+            f"districts: {', '.join(missing)} did not apply for strategic projects in February "
+            f"(전략사업 신청); the {year} cycle's applicants for them: {shown}",
+            field="districts",
+        )
+
+
 def _strategic_exists(year: int) -> Problem:
     return Problem(409, f"the strategic districts of the {year} cycle are selected already")
 
@@ -235,6 +378,7 @@ async def _select_strategic(ctx: AppContext, year: int, body: StrategicRequest) 
             _check_strategic(rules, list(body.districts))
             if await session.get(StrategicSelection, year) is not None:
                 raise _strategic_exists(year)
+            await _require_strategic_applicants(session, year, list(body.districts))
             session.add(row)
     except IntegrityError as exc:  # selected at the same moment
         raise _strategic_exists(year) from exc
@@ -252,8 +396,10 @@ async def _select_strategic(ctx: AppContext, year: int, body: StrategicRequest) 
         "second). Between `district.strategic_count_min` and `strategic_count_max` districts "
         "(5-6 in seoul-2021-2), each a Seoul district and named once: 422 naming `districts` "
         "otherwise. A chosen district's plan is strategic (its ceiling is "
-        "`district.ceiling_krw + district.strategic_ceiling_krw`); the applications of "
-        "February (사업 접수) are not recorded here."
+        "`district.ceiling_krw + district.strategic_ceiling_krw`). Each chosen district must "
+        "have applied for strategic projects in February "
+        "(`POST .../district-applications`, `strategic: true`; 422 naming `districts` and the "
+        "applicants otherwise)."
     ),
 )
 async def select_strategic(

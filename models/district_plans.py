@@ -38,6 +38,7 @@ from models.rules import DistrictRules, PinnedRules
 DISTRICT = "district"
 NEIGHBOURHOOD = "neighbourhood"
 #: The district type's phase of each write.
+APPLICATION_PHASES = ("applications",)
 SELECTION_PHASES = ("selection",)
 SUBMISSION_PHASES = ("submission",)
 NEGOTIATION_PHASES = ("negotiation",)
@@ -184,6 +185,20 @@ class DistrictPlanProjection:
 
 def _tz(**kwargs: Any) -> Any:
     return Field(sa_column=Column(DateTime(timezone=True), **kwargs))
+
+
+class DistrictApplication(SQLModel, table=True):
+    """A district's application of February (2월 사업 접수): for the plan type, and, where
+    `strategic`, apart for strategic projects. Written once by the API."""
+
+    __tablename__ = "district_applications"
+
+    year: int = Field(primary_key=True, foreign_key="budget_cycles.year")
+    district: str = Field(primary_key=True)
+    strategic: bool
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    applied_by: str
+    applied_at: datetime = _tz(nullable=False)
 
 
 class StrategicSelection(SQLModel, table=True):

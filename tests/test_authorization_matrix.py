@@ -167,6 +167,8 @@ POST /v1/budget-cycles/{year}/council                  401  403  403  -    403  
 # ---- district and neighbourhood plans (cycle not started: each write its role allows is 409 by
 # phase; a plan or an agenda set is written by a caseworker of a district,
 # `dept: "district:<name>"`, which neither caseworker column is: 403 for both)
+POST /v1/budget-cycles/{year}/district-applications    401  403  403  -    403  403  403  403  403
+GET  /v1/budget-cycles/{year}/district-applications    ok   ok   ok   -    ok   ok   ok   ok   ok
 POST /v1/budget-cycles/{year}/strategic-districts      401  403  403  -    403  403  403  403  409
 GET  /v1/budget-cycles/{year}/strategic-districts      404  404  404  -    404  404  404  404  404
 POST /v1/budget-cycles/{year}/district-plans           401  403  403  -    403  403  403  403  403
@@ -784,6 +786,11 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
 
     # ---- district and neighbourhood plans: a plan and an agenda set of that cycle (recorded
     # directly: their phases have not come), so every write the caller's role allows is 409
+    application = {"district": "Mapo-gu", "strategic": True}
+    await m.check(
+        "POST /v1/budget-cycles/{year}/district-applications", year=str(year), body=application
+    )
+    await m.check("GET /v1/budget-cycles/{year}/district-applications", year=str(year))
     selection = {"districts": ["Mapo-gu", "Gwanak-gu", "Nowon-gu", "Eunpyeong-gu", "Guro-gu"]}
     await m.check(
         "POST /v1/budget-cycles/{year}/strategic-districts", year=str(year), body=selection

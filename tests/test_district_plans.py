@@ -81,10 +81,35 @@ async def test_a_district_plan_from_the_strategic_selection_to_the_agreement(api
     citizen = await api.citizen()
     strategic = f"{base}/strategic-districts"
 
-    # ---- the strategic districts: 3월 초 --------------------------------------------------------
+    # ---- the applications of February, then the strategic districts: 3월 초 ---------------------
+    applications = f"{base}/district-applications"
+    await before(api, year, seoul(year, 2, 1), "district", "briefing")
+    mapo_applies = {"district": "Mapo-gu", "strategic": True}
+    refused_for_phase(await api.post(applications, mapo, mapo_applies), "applications")
+    await at(api, year, seoul(year, 2, 1), "district", "applications")
+    expect_problem(await api.post(applications, jongno, mapo_applies), 403)
+    expect_problem(await api.post(applications, admin, mapo_applies), 403)
+    for district in FIVE:
+        worker = await district_worker(api, district)
+        body = {"district": district, "strategic": True, "note": "plan and strategic projects"}
+        applied = expect(await api.post(applications, worker, body), 201)
+        assert (applied["district"], applied["strategic"]) == (district, True)
+    expect_problem(await api.post(applications, mapo, mapo_applies), 409)
+    plan_only = {"district": "Guro-gu", "strategic": False}
+    expect(await api.post(applications, guro, plan_only), 201)
+    listed = expect(await api.http.get(applications), 200)["items"]
+    assert sorted(a["district"] for a in listed) == sorted([*FIVE, "Guro-gu"])
+    assert "applied_by" not in listed[0]
     await before(api, year, seoul(year, 3, 1), "district", "applications")
+    late = {"district": "Jongno-gu", "strategic": False}
+    expect(await api.post(applications, jongno, late), 201)
     refused_for_phase(await api.post(strategic, admin, {"districts": FIVE}), "selection")
     await at(api, year, seoul(year, 3, 1), "district", "selection")
+    too_late = {"district": "Nowon-gu", "strategic": True}
+    refused_for_phase(
+        await api.post(applications, await district_worker(api, "Nowon-gu"), too_late),
+        "applications",
+    )
     expect_problem(await api.post(strategic, mapo, {"districts": FIVE}), 403)
     for districts in (FIVE[:4], [*FIVE, "Guro-gu", "Jung-gu"]):
         problem = expect_problem(
@@ -102,6 +127,13 @@ async def test_a_district_plan_from_the_strategic_selection_to_the_agreement(api
         field="districts",
     )
     expect_problem(await api.http.get(strategic), 404)
+    # only districts that applied for strategic projects: Guro-gu applied for the plan only
+    not_applied = expect_problem(
+        await api.post(strategic, admin, {"districts": [*FIVE[:4], "Guro-gu"]}),
+        422,
+        field="districts",
+    )
+    assert "Guro-gu did not apply for strategic projects" in not_applied["detail"]
     chosen = expect(await api.post(strategic, admin, {"districts": FIVE, "note": "board"}), 201)
     assert chosen["districts"] == FIVE
     assert expect(await api.http.get(strategic), 200)["districts"] == FIVE
@@ -385,9 +417,16 @@ async def test_neighbourhood_ceilings_agendas_and_the_review(api: Api) -> None:
     seogyo = expect(await api.post(agendas, mapo, agenda_set("Seogyo-dong", 100 * M, 100 * M)), 201)
     expect_problem(await api.post(agendas, mapo, agenda_set("Mangwon-dong", M)), 409)
 
-    # the strategic districts in this cycle: six, at the selection's last minute
+    # the strategic districts in this cycle: six applicants (in February), chosen at the
+    # selection's last minute
     strategic = f"{base}/strategic-districts"
     six = [*FIVE, "Guro-gu"]
+    for district in six:
+        body = {"district": district, "strategic": True}
+        applied = await api.post(
+            f"{base}/district-applications", await district_worker(api, district), body
+        )
+        expect(applied, 201)
     await before(api, year, seoul(year, 3, 11), "district", "selection")
     assert expect(await api.post(strategic, admin, {"districts": six}), 201)["districts"] == six
     await at(api, year, seoul(year, 3, 11), "district", "consulting")

@@ -129,6 +129,8 @@ class _Plans:
                 self.rng.sample(DISTRICTS, self.rules.district_count), key=DISTRICTS.index
             )
         ]
+        #: The districts that applied for strategic projects in February.
+        self.applicants: list[_District] = []
         self._draw_neighbourhood_counts()
 
     # ---- the calendar ----------------------------------------------------------------------
@@ -141,6 +143,9 @@ class _Plans:
     def register(self) -> None:
         sim = self.sim
         sim.at(self.moment(NEIGHBOURHOOD, "ceilings", days=7), "plans: ceilings", self.ceilings)
+        sim.at(
+            self.moment(DISTRICT, "applications", days=10), "plans: applications", self.applications
+        )
         sim.at(self.moment(DISTRICT, "selection", days=3), "plans: strategic", self.strategic)
         for wave, days in enumerate(AGENDA_WAVE_DAYS):
             sim.at(
@@ -328,10 +333,27 @@ class _Plans:
         extra = self.rules.strategic_ceiling_krw if district.strategic else 0
         return self.rules.ceiling_krw + extra
 
+    async def applications(self) -> None:
+        """February: every playing district applies for the plan type, some of them apart for
+        strategic projects too."""
+        await self.in_phase(DISTRICT, "applications")
+        self.applicants = self.rng.sample(self.districts, self.rng.randint(*STRATEGIC_APPLICANTS))
+
+        async def apply(district: _District) -> None:
+            body = {
+                "district": district.name,
+                "strategic": district in self.applicants,
+                "note": f"{district.name} takes part in the district plans",
+            }
+            who = await self.sim.official("caseworker", f"district:{district.name}")
+            await self.sim.call("POST", f"{self.base}/district-applications", who, body)
+
+        await self.sim.each_in_phase("plans: applications", self.districts, apply)
+
     async def strategic(self) -> None:
         """Early March: among February's applicants, the city chooses 5-6 strategic districts."""
         await self.in_phase(DISTRICT, "selection")
-        applicants = self.rng.sample(self.districts, self.rng.randint(*STRATEGIC_APPLICANTS))
+        applicants = self.applicants
         count = self.rng.randint(self.rules.strategic_count_min, self.rules.strategic_count_max)
         chosen = sorted(self.rng.sample(applicants, count), key=self.districts.index)
         body = {
