@@ -29,10 +29,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import rulebooks
+from minju.simulate.budget import FIELDS
 from minju.simulate.core import Citizen, Sim, SimulationError, seoul_date
 
 PART = "aftercare"
-FIELDS = ("welfare", "transport", "culture", "environment", "housing", "safety")
 #: The departments citizens address and that answer: each field's, and the budget office.
 DEPARTMENTS = (*(f"{name}-policy" for name in FIELDS), "budget-office")
 TOPICS = (
