@@ -101,9 +101,10 @@ def create_worker(
     if settings.worker_cache is not None:
         options.setdefault("max_cached_workflows", settings.worker_cache)
         if settings.clock_mode is ClockMode.SIMULATED:
-            # A sticky task not started within this time goes back to the shared queue; on
-            # the time-skipping server that time is skipped time, so a busy worker would see
-            # its tasks moved under load.
+            # A sticky task not started within this time goes back to the shared queue, and
+            # on the time-skipping server that time may be skipped. A precaution: the stalls
+            # `minju simulate` met came from children closing after their parents
+            # (workflows.common.outlive_children), not from this timeout.
             options.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_TIMEOUT)
     elif settings.clock_mode is ClockMode.SIMULATED:
         # The time-skipping test server never moves a workflow task off the sticky queue of a
