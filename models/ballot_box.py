@@ -16,7 +16,8 @@ who; `ballot_unmixed_choices`: the token its receipt derives from) and the mixer
 rows in batches: it deletes them and inserts them again in a random order, the participations
 and the choices of at least `MIX_BATCH` ballots in one transaction. A cast that finds the
 box's queue full mixes it, unless another transaction is mixing it (an advisory lock); the close
-mixes whatever is left, with one whole earlier batch if fewer than `MIX_BATCH` are left. Then
+mixes whatever is left, with ballots of the smallest earlier batch if fewer than `MIX_BATCH` are
+left (`_top_up`). Then
 every live row shares its transaction id and its stretch of the heap with at least `MIX_BATCH`
 ballots (or the whole box, if it has fewer), in no order of casting. What still shows (dead
 tuples until VACUUM, the WAL): README.md, "Secret ballot, in every table".
@@ -334,43 +335,9 @@ async def mix_if_free(session: AsyncSession, box_id: str) -> None:
         await _mix(session, box_id, least=MIX_BATCH)
 
 
-def _earlier_batch(name: str, key: str, table: str, queue: str) -> str:
-    """A CTE `name`: the `key`s of one whole earlier batch of `table` (the rows of one
-    transaction id, not queued), taken only when fewer than a batch were dequeued."""
-    return f"""{name} AS (
-            SELECT DISTINCT {key} FROM {table}
-             WHERE box_id = :box_id
-               AND (SELECT count(*) FROM dequeued_{queue}) BETWEEN 1 AND :batch - 1
-               AND {key} NOT IN (SELECT {key} FROM queued_{queue})
-               AND xmin = (
-                   SELECT xmin FROM {table}
-                    WHERE box_id = :box_id
-                      AND {key} NOT IN (SELECT {key} FROM queued_{queue})
-                    LIMIT 1)
-        )"""
-
-
-def _dequeue(*, top_up: bool) -> TextClause:
+def _dequeue() -> TextClause:
     """Take the box's queued ballots (those no other mixer holds) if there are at least
-    `:least` of them, and delete their rows, returned to be written again. With `top_up`
-    (at close) a batch smaller than `:batch` also takes one whole earlier batch (the rows of
-    one transaction id), so that no batch, old or new, is left with fewer ballots."""
-    extra = (
-        f"""
-        , {_earlier_batch("extra_voters", "person_id", "ballot_participations", "voters")}
-        , {_earlier_batch("extra_ballots", "receipt", "ballot_choices", "ballots")}
-        , voters AS (
-            SELECT person_id FROM dequeued_voters UNION ALL SELECT person_id FROM extra_voters
-        ), ballots AS (
-            SELECT receipt FROM dequeued_ballots UNION ALL SELECT receipt FROM extra_ballots
-        )
-        """
-        if top_up
-        else """
-        , voters AS (SELECT person_id FROM dequeued_voters
-        ), ballots AS (SELECT receipt FROM dequeued_ballots)
-        """
-    )
+    `:least` of them, and delete their rows, returned to be written again."""
     return text(
         f"""
         WITH queued_voters AS (
@@ -389,13 +356,12 @@ def _dequeue(*, top_up: bool) -> TextClause:
              WHERE u.box_id = :box_id AND u.token = q.token
                AND (SELECT count(*) FROM queued_ballots) >= :least
             RETURNING q.receipt
-        ) {extra}
-        , taken_voters AS (
-            DELETE FROM ballot_participations p USING voters v
+        ), taken_voters AS (
+            DELETE FROM ballot_participations p USING dequeued_voters v
              WHERE p.box_id = :box_id AND p.person_id = v.person_id
             RETURNING p.person_id
         ), taken_choices AS (
-            DELETE FROM ballot_choices c USING ballots b
+            DELETE FROM ballot_choices c USING dequeued_ballots b
              WHERE c.box_id = :box_id AND c.receipt = b.receipt
             RETURNING c.receipt, c.option, c.voter_group, c.channel
         )
@@ -407,8 +373,43 @@ def _dequeue(*, top_up: bool) -> TextClause:
     )
 
 
-_DEQUEUE = _dequeue(top_up=False)
-_DEQUEUE_ALL = _dequeue(top_up=True)
+_DEQUEUE = _dequeue()
+
+
+def _top_up(table: str, key: str, *columns: str) -> TextClause:
+    """Take ballots of one earlier batch of `table` (the rows of one transaction id) and
+    delete their rows, returned to be written again with a short last batch: the smallest
+    batch, whole if it has fewer than twice `:batch` ballots, else `:batch` of them (the rest
+    keep their transaction with at least `:batch`). Run after the queue's rows were deleted
+    in the same transaction, so it sees only rows that are not queued. Two scans of the box's
+    rows, whatever their number; every step is materialized, so no plan can rescan the box
+    per row (a close after a million ballots takes about a second)."""
+    return text(
+        f"""
+        WITH smallest AS MATERIALIZED (
+            SELECT xmin AS tx FROM {table} WHERE box_id = :box_id
+             GROUP BY xmin ORDER BY count(*), xmin::text LIMIT 1
+        ), batch_keys AS MATERIALIZED (
+            SELECT DISTINCT {key} FROM {table}
+             WHERE box_id = :box_id AND xmin = (SELECT tx FROM smallest)
+        ), chosen AS MATERIALIZED (
+            SELECT {key} FROM batch_keys ORDER BY {key}
+             LIMIT (SELECT CASE WHEN count(*) >= 2 * :batch THEN :batch ELSE count(*) END
+                      FROM batch_keys)
+        ), taken AS (
+            DELETE FROM {table} t USING chosen
+             WHERE t.box_id = :box_id AND t.{key} = chosen.{key}
+            RETURNING {", ".join(f"t.{column}" for column in columns)}
+        )
+        SELECT array_agg(ARRAY[{", ".join(columns)}]) AS taken FROM taken
+        """
+    )
+
+
+_TOP_UP_VOTERS = _top_up("ballot_participations", "person_id", "person_id")
+_TOP_UP_CHOICES = _top_up(
+    "ballot_choices", "receipt", "receipt", "option", "voter_group", "channel"
+)
 
 #: The taken rows written again, in the order given (the heap keeps it).
 _REWRITE = text(
@@ -431,18 +432,19 @@ _REWRITE = text(
 
 async def _mix(session: AsyncSession, box_id: str, *, least: int, top_up: bool = False) -> None:
     """Rewrite the box's queued ballots in a random order, in the caller's transaction, if at
-    least `least` are free to take; at close (`top_up`) all of them, with an earlier batch if
-    they are fewer than `MIX_BATCH`."""
-    taken = (
-        await session.execute(
-            _DEQUEUE_ALL if top_up else _DEQUEUE,
-            {"box_id": box_id, "least": least, "batch": MIX_BATCH},
-        )
-    ).one()
+    least `least` are free to take; at close (`top_up`) all of them, with ballots of an earlier
+    batch if they are fewer than `MIX_BATCH`."""
+    params = {"box_id": box_id, "least": least, "batch": MIX_BATCH}
+    taken = (await session.execute(_DEQUEUE, params)).one()
     voters: list[str] = list(taken.voters or [])
     choices: list[list[str]] = list(taken.choices or [])
     if not voters and not choices:
         return
+    if top_up and 0 < len(voters) < MIX_BATCH:
+        extra = (await session.execute(_TOP_UP_VOTERS, params)).scalar_one()
+        voters += [row[0] for row in extra or []]
+    if top_up and 0 < len({c[0] for c in choices}) < MIX_BATCH:
+        choices += (await session.execute(_TOP_UP_CHOICES, params)).scalar_one() or []
     shuffle = secrets.SystemRandom().shuffle
     shuffle(voters)
     shuffle(choices)

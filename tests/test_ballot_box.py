@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
+from models.ballot_batches import BatchBallot, ReadBatch, take_batch
 from models.ballot_box import (
     BUDGET_SCHOOL,
     GENERAL,
@@ -458,3 +459,39 @@ async def test_a_short_last_batch_is_mixed_with_a_whole_earlier_one(system: Stac
     )
     assert tally.digest == _digest_of(rows)
     await _assert_mixed(system, box, count)
+
+
+async def test_a_short_last_batch_takes_only_a_share_of_a_large_earlier_batch(
+    system: Stack,
+) -> None:
+    """A channel batch of 200 ballots, then 3 online: the close tops the 3 up with
+    `MIX_BATCH` ballots of the channel batch, not all of it (a batch of 50,000 lines rewritten
+    at a close took minutes), and the rest of the batch keeps its transaction."""
+    box = budget_box_id(2035, "metro")
+    await _open(system, box)
+    channel = 200
+    read = ReadBatch(
+        ballots=[
+            BatchBallot(n + 1, f"channel-{n}", _ballot(n)[1], _ballot(n)[0]) for n in range(channel)
+        ]
+    )
+    async with system.sessions() as session, session.begin():
+        assert (await take_batch(session, box, "paper", read))[0] == channel
+    for n in range(3):
+        await _cast(system, box, f"online-{n}", *_ballot(n))
+    before = await _count(system, box)
+    assert await _close_and_count(system, box) == before
+    await _assert_mixed(system, box, channel + 3)
+    voters = await _rows(
+        system,
+        "SELECT count(*) FROM ballot_participations WHERE box_id = :b GROUP BY xmin ORDER BY 1",
+        b=box,
+    )
+    assert voters == [(MIX_BATCH + 3,), (channel - MIX_BATCH,)]
+    ballots = await _rows(
+        system,
+        "SELECT count(DISTINCT receipt) FROM ballot_choices WHERE box_id = :b GROUP BY xmin::text "
+        "ORDER BY 1",
+        b=box,
+    )
+    assert ballots == [(MIX_BATCH + 3,), (channel - MIX_BATCH,)]
