@@ -19,6 +19,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import asyncpg
 from sqlalchemy import text
@@ -29,8 +30,11 @@ from minju.db import create_engine, session_factory
 from models.ballot_box import (
     BUDGET_SCHOOL,
     GENERAL,
+    MIX_BATCH,
     BoxTally,
     budget_box_id,
+    cast,
+    close_box,
     count_box,
     proposal_box_id,
 )
@@ -65,16 +69,20 @@ async def fill_box(
     max_choices: int,
     ballots: int = BALLOTS,
     seed: int = 1,
+    closed: bool = True,
 ) -> int:
-    """Create the closed box `box_id` holding `ballots` ballots; returns its choice rows."""
+    """Create the box `box_id` (closed unless `closed` is false) holding `ballots` ballots,
+    `_CHUNK` a transaction as channel batches leave them; returns its choice rows."""
     await conn.execute(
         "INSERT INTO ballot_boxes (id, kind, case_id, options, groups, max_choices, opened_at,"
-        " closed_at) VALUES ($1, $2, $1, $3::jsonb, $4::jsonb, $5, now(), now())",
+        " closed_at) VALUES ($1, $2, $1, $3::jsonb, $4::jsonb, $5, now(),"
+        " CASE WHEN $6 THEN now() END)",
         box_id,
         kind,
         json.dumps(options),
         json.dumps([GENERAL, BUDGET_SCHOOL]),
         max_choices,
+        closed,
     )
     # The rows are right by construction: skip the foreign-key triggers (per row, they take
     # most of a COPY's time). The bench connects as the superuser.
@@ -152,6 +160,76 @@ async def measure(database_url: str, box_id: str, what: str) -> Figure:
     )
 
 
+#: Ballots cast online into the box of channel ballots before its close: two mixer batches
+#: and a short last one that the close must top up from an earlier batch.
+_ONLINE = 2 * MIX_BATCH + 3
+
+
+async def measure_close(database_url: str, ballots: int = BALLOTS) -> Figure:
+    """Time `close_box` of a box of `ballots` channel ballots and `_ONLINE` online ones (the
+    close mixes the last few with ballots of an earlier batch) against `count(*)` of its
+    rows."""
+    box_id = budget_box_id(2098, "metro")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await fill_box(
+            conn,
+            box_id,
+            kind="budget",
+            options=PROJECTS,
+            max_choices=3,
+            ballots=ballots,
+            seed=3,
+            closed=False,
+        )
+        await conn.execute("VACUUM ANALYZE ballot_participations, ballot_choices")
+    finally:
+        await conn.close()
+    engine = create_engine(Settings(database_url=database_url), pool_size=1)
+    sessions = session_factory(engine)
+    try:
+        for n in range(_ONLINE):
+            async with sessions() as session, session.begin():
+                await cast(
+                    session,
+                    box_id=box_id,
+                    person_id=f"bench-online-{n}",
+                    options=PROJECTS[: 1 + n % 3],
+                    group=GENERAL,
+                )
+        async with sessions() as session:
+            started = time.perf_counter()
+            rows = (await session.execute(_COUNT_STAR, {"box_id": box_id})).scalar_one()
+            count_seconds = time.perf_counter() - started
+            await session.commit()
+            started = time.perf_counter()
+            async with session.begin():
+                await close_box(session, box_id, now=datetime.now(UTC))
+            close_seconds = time.perf_counter() - started
+            smallest = (await session.execute(_SMALLEST_BATCH, {"box_id": box_id})).scalar_one()
+    finally:
+        await engine.dispose()
+    return Figure(
+        what=f"close of a box of {ballots:,} channel ballots and {_ONLINE} online",
+        value=close_seconds,
+        unit="s",
+        baseline_what="count(*) of the same rows",
+        baseline=count_seconds,
+        goal="≤ 10 × the count(*) (once per box: two scans of each table for the top-up)",
+        better="lower",
+        details={
+            "rows": f"{rows:,} choice rows",
+            "smallest batch after the close": f"{smallest} ballots (at least {MIX_BATCH})",
+        },
+    )
+
+
+_SMALLEST_BATCH = text(
+    "SELECT min(n) FROM (SELECT count(DISTINCT receipt) AS n FROM ballot_choices"
+    " WHERE box_id = :box_id GROUP BY xmin::text) batches"
+)
+
+
 async def fill(database_url: str, ballots: int = BALLOTS) -> tuple[str, str]:
     """Fill the two boxes; returns their ids (proposal, budget)."""
     proposal, budget = proposal_box_id("bench-tally"), budget_box_id(2099, "metro")
@@ -193,4 +271,5 @@ async def tally(seconds: float) -> list[Figure]:
             await measure(
                 bench.database_url, budget, "tally + digest, budget box (1,000,000 ballots)"
             ),
+            await measure_close(bench.database_url),
         ]
