@@ -283,11 +283,74 @@ class ReplayResult(BaseModel):
 
 
 class Recount(BaseModel):
-    yes: int
-    no: int
+    """A closed box counted again: `yes`/`no` for a proposal vote, `approvals` per option per
+    voter group and `ballots` per group (and `per_channel`) for a budget ballot, `positions`
+    for a forum or an ask; `recorded` is the tally the case's history holds and
+    `matches_recorded_tally` whether the recount equals it, digest included."""
+
+    kind: str
+    ballot_id: str
+    box_id: str
+    workflow_id: str
+    yes: int | None = None
+    no: int | None = None
     turnout: int
     digest: str
+    approvals: dict[str, dict[str, int]] | None = None
+    ballots: dict[str, int] | None = None
+    positions: dict[str, int] | None = None
+    per_channel: dict[str, Any] | None = None
+    recorded: dict[str, Any] | None = None
     matches_recorded_tally: bool | None
+
+
+class AuditCase(BaseModel):
+    kind: str
+    case_id: str
+    workflow_id: str
+    status: str
+
+
+class AuditCases(BaseModel):
+    items: list[AuditCase]
+    next_after: str | None
+
+
+class BulkReplayResult(BaseModel):
+    kind: str
+    cases: int
+    replayed: int
+    divergences: dict[str, str]
+
+
+class TransitionOut(BaseModel):
+    seq: int
+    at: str
+    stage: str
+    event: str
+    actor_role: str
+    trigger: str
+    note: str
+
+
+class CaseTransitions(BaseModel):
+    workflow_id: str
+    items: list[TransitionOut]
+
+
+class AuditLogEntry(BaseModel):
+    id: int
+    at: datetime
+    auditor: str
+    role: str
+    action: str
+    target: str
+    outcome: str
+
+
+class AuditLogPage(BaseModel):
+    items: list[AuditLogEntry]
+    next_after: int | None
 
 
 # ---- forums and asks -------------------------------------------------------------------------

@@ -670,6 +670,19 @@ def _parser() -> argparse.ArgumentParser:
     from minju.simulate import add_arguments
 
     add_arguments(simulate)
+    audit = sub.add_parser(
+        "audit",
+        help="auditors: export, replay and recount any case; the transitions timers made",
+        description=(
+            "Export histories, replay cases (on the server, or exported files against this "
+            "checkout's code), recount closed ballot boxes against the tallies their histories "
+            "recorded, list the transitions timers made, read the audit log: `minju audit "
+            "ACTION --help`."
+        ),
+    )
+    from minju import audit as audit_cli
+
+    audit_cli.add_arguments(audit)
     return parser
 
 
@@ -700,6 +713,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from minju import simulate
 
             return simulate.main(args)
+        if args.command == "audit":
+            from minju import audit
+
+            return audit.main(args)
     except StartupError as exc:
         return _fail(str(exc), exc.code)
     except KeyboardInterrupt:

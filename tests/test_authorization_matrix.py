@@ -208,6 +208,10 @@ POST /v1/projects/{project_id}/evaluation              401  403  403  -    403  
 GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   ok
 POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   ok
 GET  /v1/audit/ballots/{ballot_id}/recount             401  403  403  -    403  403  403  ok   ok
+GET  /v1/audit/cases                                   401  403  403  -    403  403  403  ok   ok
+POST /v1/audit/replay                                  401  403  403  -    403  403  403  ok   ok
+GET  /v1/audit/cases/{workflow_id}/transitions         401  403  403  -    403  403  403  ok   ok
+GET  /v1/audit/log                                     401  403  403  -    403  403  403  ok   ok
 # design.md principle 7: "Nobody, auditors and admins included, sees counts before the close."
 GET  /v1/audit/ballots/{ballot_id}/recount [vote-open] 401  403  403  -    403  403  403  409  409
 """
@@ -315,10 +319,12 @@ class Matrix:
         *,
         body: Any = None,
         owner: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
         **ids: str,
     ) -> dict[str, httpx.Response]:
-        """Call `key` (a matrix row) on the object `ids` name, as each caller of the row:
-        refused callers first, allowed ones last. Returns the answers by caller."""
+        """Call `key` (a matrix row) on the object `ids` name (with the `query` parameters),
+        as each caller of the row: refused callers first, allowed ones last. Returns the
+        answers by caller."""
         row = MATRIX[key]
         assert key not in self.observed, f"{key} checked twice"
         path = row.path.format_map(ids)
@@ -334,7 +340,9 @@ class Matrix:
                 headers = owner
             else:
                 headers = self.callers[caller]
-            response = await self.http.request(row.method, path, json=body, headers=headers)
+            response = await self.http.request(
+                row.method, path, json=body, headers=headers, params=query
+            )
             self.calls += 1
             answers[caller] = response
             self.observed[key][caller] = response.status_code
@@ -656,6 +664,12 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
 
     await m.check("GET /v1/audit/cases/{workflow_id}/history", workflow_id=readable["workflow_id"])
     await m.check("POST /v1/audit/cases/{workflow_id}/replay", workflow_id=readable["workflow_id"])
+    await m.check(
+        "GET /v1/audit/cases/{workflow_id}/transitions", workflow_id=readable["workflow_id"]
+    )
+    await m.check("GET /v1/audit/cases", query={"kind": "forum"})
+    await m.check("POST /v1/audit/replay", query={"kind": "ask"})
+    await m.check("GET /v1/audit/log")
 
     opens_at = datetime.fromisoformat(await api.now()) + timedelta(days=15)
     ask_body = {

@@ -106,6 +106,9 @@ async def test_the_august_vote_weights_groups_and_drops_the_lowest(
     # nobody sees counts before the close, the operations team included
     expect_problem(await api.http.get(results_path, params={"kind": "metro"}), 409)
     expect_problem(await api.http.get(results_path, headers=admin), 409)
+    auditor = await api.official("auditor")
+    recount_path = f"/v1/audit/ballots/budget:{year}:metro/recount"
+    expect_problem(await api.http.get(recount_path, headers=auditor), 409)
 
     await advance_to(api, seoul(year, 8, 21) + timedelta(seconds=1))
     await wait_phase(api, year, "metro", "assembly")
@@ -129,6 +132,20 @@ async def test_the_august_vote_weights_groups_and_drops_the_lowest(
     assert outcome[ids["B"]]["approvals"] == {"general": 2, "budget_school": 8}
 
     expect_problem(await api.post(ballots_path, stranger, body), 409)
+
+    # the auditor's recount: the same counts and digest as the tally the cycle's history
+    # recorded, and apart per channel (all online here)
+    recount = expect(await api.http.get(recount_path, headers=auditor), 200)
+    assert recount["kind"] == "budget" and recount["matches_recorded_tally"] is True
+    assert recount["ballots"] == {"general": 11, "budget_school": 10} == results["ballots"]
+    assert recount["turnout"] == 21 and recount["digest"] == results["digest"]
+    assert recount["approvals"][ids["B"]] == {"general": 2, "budget_school": 8}
+    assert list(recount["per_channel"]) == ["online"]
+    assert recount["per_channel"]["online"]["digest"] == recount["digest"]
+    same = expect(
+        await api.http.get(f"/v1/audit/ballots/{year}:metro/recount", headers=auditor), 200
+    )
+    assert same["digest"] == recount["digest"]
 
     pabulib = await api.http.get(f"{results_path}.pb", params={"kind": "metro"})
     assert pabulib.status_code == 200, pabulib.text
