@@ -6,9 +6,14 @@ address); `minju worker` / `minju api` in production take everything from the en
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,18 +25,78 @@ DEFAULT_JWT_ISSUER = "minju"
 DEFAULT_JWT_AUDIENCE = "minju-api"
 
 
+#: AES-256: every payload key is this many bytes.
+PAYLOAD_KEY_BYTES = 32
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 class ClockMode(StrEnum):
     REAL = "real"
     SIMULATED = "simulated"
+
+
+@dataclass(frozen=True)
+class PayloadKey:
+    """One key of MINJU_PAYLOAD_KEYS: its id (written, in clear, beside each payload it
+    encrypts) and the key itself (kept out of reprs and logs)."""
+
+    kid: str
+    key: bytes = field(repr=False)
+
+
+def parse_payload_keys(value: str) -> tuple[PayloadKey, ...]:
+    """`kid:base64key,kid:base64key`: the first encrypts, all decrypt. The errors name the
+    entry and its id, never the key."""
+    keys: list[PayloadKey] = []
+    for position, entry in enumerate((e.strip() for e in value.split(",")), start=1):
+        if not entry:
+            continue
+        kid, colon, encoded = entry.partition(":")
+        kid = kid.strip()
+        if not colon or not _KEY_ID.fullmatch(kid):
+            raise ValueError(
+                f"entry {position} is not 'kid:base64key' with a key id of 1 to 64 letters, "
+                "digits, '.', '_' or '-'"
+            )
+        try:
+            key = base64.b64decode(encoded.strip(), validate=True)
+        except binascii.Error:
+            raise ValueError(f"the key of key id {kid!r} is not base64") from None
+        if len(key) != PAYLOAD_KEY_BYTES:
+            raise ValueError(
+                f"the key of key id {kid!r} is {len(key)} bytes, not {PAYLOAD_KEY_BYTES} (AES-256)"
+            )
+        if any(k.kid == kid for k in keys):
+            raise ValueError(f"key id {kid!r} is given twice")
+        keys.append(PayloadKey(kid, key))
+    return tuple(keys)
+
+
+def parse_origins(value: str) -> tuple[str, ...]:
+    """Comma-separated browser origins (`scheme://host[:port]`, as a browser sends them)."""
+    origins = []
+    for origin in (o.strip() for o in value.split(",")):
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        exact = f"{parts.scheme}://{parts.netloc}"
+        if parts.scheme not in ("http", "https") or not parts.netloc or origin != exact:
+            raise ValueError(
+                f"{origin!r} is not an origin: scheme://host[:port], with no path or trailing slash"
+            )
+        origins.append(origin)
+    return tuple(origins)
 
 
 class Settings(BaseSettings):
     """Every setting, from the environment variable named beside it (`Settings.from_env()`), or
     given explicitly (`Settings(database_url=...)`, which still reads the others from it).
     Invalid values (`MINJU_CLOCK=weekly`, `MINJU_DEV_ENDPOINTS=maybe`) are a ValueError naming
-    the variable."""
+    the variable, never quoting its value (some are secrets: keys, the JWT secret)."""
 
-    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        frozen=True, populate_by_name=True, extra="forbid", hide_input_in_errors=True
+    )
 
     database_url: str = Field("", validation_alias="DATABASE_URL")
     temporal_address: str = Field("127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
@@ -71,6 +136,17 @@ class Settings(BaseSettings):
     extra_rulebook_dirs: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias="MINJU_RULEBOOK_DIRS"
     )
+    #: MINJU_PAYLOAD_KEYS: `kid:base64key,...` (32-byte keys): Temporal payloads are encrypted
+    #: with the first and decrypted with any (older keys stay for replay); empty: no
+    #: encryption. See minju.codec.
+    payload_keys: Annotated[tuple[PayloadKey, ...], NoDecode] = Field(
+        (), validation_alias="MINJU_PAYLOAD_KEYS"
+    )
+    #: MINJU_CODEC_CORS_ORIGINS: comma-separated origins (e.g. the Temporal UI's,
+    #: `https://temporal.example.org`) whose pages may call /v1/codec/*; empty: none.
+    codec_cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias="MINJU_CODEC_CORS_ORIGINS"
+    )
 
     @field_validator(
         "temporal_tls_cert",
@@ -96,6 +172,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(d for d in value.split(os.pathsep) if d)
         return value
+
+    @field_validator("payload_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        return parse_payload_keys(value) if isinstance(value, str) else value
+
+    @field_validator("codec_cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        return parse_origins(value) if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls) -> Settings:

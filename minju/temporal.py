@@ -1,7 +1,8 @@
 """Reaching Temporal: the one client connection every part (API, worker, CLI, tests) uses.
 
 Configured from `Settings`: `TEMPORAL_ADDRESS`, the namespace, and for a cluster or Temporal
-Cloud the TLS files (`TEMPORAL_TLS_CERT`/`KEY`/`CA`) or an API key.
+Cloud the TLS files (`TEMPORAL_TLS_CERT`/`KEY`/`CA`) or an API key; the payloads are encrypted
+with MINJU_PAYLOAD_KEYS when it holds keys (`minju.codec.data_converter`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import temporalio.client
 import temporalio.converter
 import temporalio.service
 
+from minju import codec
 from minju.config import Settings
 
 log = logging.getLogger("minju.temporal")
@@ -52,7 +54,8 @@ async def connect_temporal(
     retry_for: float = 10.0,
 ) -> temporalio.client.Client:
     """Connect to settings.temporal_address, retrying for `retry_for` seconds while the
-    server is still starting (connection refused)."""
+    server is still starting (connection refused). The data converter is the deployment's
+    (`minju.codec.data_converter(settings)`) unless one is given."""
     tls = tls_config(settings)
     deadline = time.monotonic() + retry_for
     while True:
@@ -62,7 +65,7 @@ async def connect_temporal(
                 namespace=settings.temporal_namespace,
                 tls=tls,
                 api_key=settings.temporal_api_key,
-                data_converter=data_converter or temporalio.converter.DataConverter.default,
+                data_converter=data_converter or codec.data_converter(settings),
             )
         except RuntimeError as exc:
             if time.monotonic() > deadline:
