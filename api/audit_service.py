@@ -33,6 +33,7 @@ from temporalio.converter import DataConverter
 
 from api.auth import Principal
 from api.errors import Problem, not_found
+from api.schemas import TransitionOut
 from models.ballot_box import budget_box_id, count_box, count_box_by_channel
 from models.ballot_box import count_proposal_ballots as count_proposal_box
 from models.budget_tables import BudgetCycle
@@ -169,18 +170,6 @@ async def recorded_tallies(
     return found
 
 
-@dataclass(frozen=True)
-class Transition:
-    seq: int
-    at: str
-    stage: str
-    event: str
-    actor_role: str
-    #: What woke the workflow to make it: `timer`, `update`, `signal`, `start`, `child`.
-    trigger: str
-    note: str
-
-
 #: Events that wake a workflow task, and what each says about its cause.
 _WAKERS = {
     EventType.EVENT_TYPE_TIMER_FIRED: "timer",
@@ -195,14 +184,14 @@ _WAKERS = {
 _RANK = ("update", "signal", "start", "child", "timer")
 
 
-async def transitions(history: WorkflowHistory, converter: DataConverter) -> list[Transition]:
+async def transitions(history: WorkflowHistory, converter: DataConverter) -> list[TransitionOut]:
     """Every transition the history recorded (the inputs of its projection activities), with
     what triggered it. An activity's completion passes on the cause of the task that scheduled
     it, so a count that follows a timer is the timer's doing."""
     cause_of_activity: dict[int, str] = {}
     pending: set[str] = set()
     cause = "start"
-    found: list[Transition] = []
+    found: list[TransitionOut] = []
     for event in history.events:
         kind = event.event_type
         if kind in _WAKERS:
@@ -224,7 +213,7 @@ async def transitions(history: WorkflowHistory, converter: DataConverter) -> lis
             if not isinstance(entry, dict) or "seq" not in entry:
                 continue
             found.append(
-                Transition(
+                TransitionOut(
                     seq=int(entry["seq"]),
                     at=str(entry.get("at", "")),
                     stage=str(entry.get("stage", "")),

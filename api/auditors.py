@@ -30,7 +30,6 @@ from api.schemas import (
     CaseTransitions,
     Recount,
     ReplayResult,
-    TransitionOut,
 )
 from models.case import Role
 from worker import WORKFLOW_RUNNER
@@ -246,7 +245,7 @@ async def case_transitions(
     await audit.log_call(
         session, principal, "transitions", workflow_id, f"{len(found)} transitions ({trigger})"
     )
-    return CaseTransitions(workflow_id=workflow_id, items=[TransitionOut(**vars(t)) for t in found])
+    return CaseTransitions(workflow_id=workflow_id, items=found)
 
 
 @router.get("/ballots/{ballot_id}/recount", response_model=Recount)

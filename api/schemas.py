@@ -324,6 +324,9 @@ class BulkReplayResult(BaseModel):
 
 
 class TransitionOut(BaseModel):
+    """One transition a case's history recorded, and what made it: `timer`, `update` (a
+    person's decision), `signal`, `start` or `child`."""
+
     seq: int
     at: str
     stage: str

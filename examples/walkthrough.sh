@@ -80,3 +80,11 @@ curl -sS "$API/v1/proposals/$ID/timeline" | jq -r '.items[] | "\(.at)  \(.stage)
 say "an auditor replays the case and recounts the vote"
 post "/v1/audit/cases/proposal-$ID/replay" "$AUDITOR" | jq -c .
 curl -sS "$API/v1/audit/ballots/$ID/recount" -H "Authorization: Bearer $AUDITOR" | jq -c .
+
+say "the same from the command line: export, replay the file against this checkout, recount"
+MINJU=${MINJU:-$(dirname "$0")/../.venv/bin/minju}
+OUT=$(mktemp -d)
+"$MINJU" audit --url "$API" --token "$AUDITOR" --no-progress export "proposal-$ID" --out "$OUT"
+"$MINJU" audit --url "$API" --token "$AUDITOR" replay --dir "$OUT"
+"$MINJU" audit --url "$API" --token "$AUDITOR" recount "$ID"
+"$MINJU" audit --url "$API" --token "$AUDITOR" --no-progress timers "proposal-$ID"
