@@ -31,6 +31,7 @@ from api.schemas import (
     Recount,
     ReplayResult,
 )
+from minju.codec import replay_data_converter
 from models.case import Role
 from worker import WORKFLOW_RUNNER
 from workflows.registry import WORKFLOWS
@@ -170,7 +171,7 @@ async def replay_case(
         )
     else:
         history = await _history(ctx, workflow_id)
-        divergence = (await replay_histories([history], ctx.temporal.data_converter)).get(
+        divergence = (await replay_histories([history], replay_data_converter(ctx.settings))).get(
             history.workflow_id
         )
         result = ReplayResult(
@@ -213,7 +214,7 @@ async def replay_kind(
                     divergences[case.workflow_id] = f"the draw does not reproduce: {verified}"
             continue
         histories = [await _history(ctx, case.workflow_id) for case in cases]
-        divergences |= await replay_histories(histories, ctx.temporal.data_converter)
+        divergences |= await replay_histories(histories, replay_data_converter(ctx.settings))
     await audit.log_call(
         session, principal, "replay_kind", kind, f"{count} cases, {len(divergences)} diverged"
     )

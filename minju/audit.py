@@ -14,8 +14,8 @@ Everything but `replay --dir` goes through the HTTP API as an auditor (`/v1/audi
 server checks the role and logs every call; a bulk command shows a progress bar and exits 1 if
 any case diverged or any recount did not match. `replay --dir` replays exported histories with
 the workflow code of the checkout it runs from (payloads decrypted with `MINJU_PAYLOAD_KEYS`
-when they are encrypted), the way to check that a new version of the code still replays what
-production recorded.
+when they are encrypted: the auditor's machine needs the keys), the way to check that a new
+version of the code still replays what production recorded.
 
 The token: `--token` (or `MINJU_TOKEN`); else one signed here with `--jwt-secret` (or
 `MINJU_JWT_SECRET`, the server's secret) for the subject `--as`; else, against a dev stack
@@ -186,9 +186,11 @@ async def replay_folder(folder: Path) -> tuple[int, dict[str, str]]:
     (how many were replayed, the divergence of each that did not, by workflow id). Sortition
     draws (their record, not a history) are skipped: the server re-runs them."""
     from api.auditors import replay_histories
+    from minju.codec import replay_data_converter
+    from minju.config import Settings
 
     histories = await asyncio.to_thread(load_histories, folder)
-    divergences = await replay_histories(histories)
+    divergences = await replay_histories(histories, replay_data_converter(Settings.from_env()))
     return len(histories), divergences
 
 
