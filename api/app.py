@@ -21,7 +21,9 @@ from api import (
     district_plans,
     errors,
     forums,
+    me,
     officials,
+    open_data,
     openapi,
     participation,
     projects,
@@ -71,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=[Depends(errors.reject_unwritable_parameters)],
     )
     errors.install(app)
+    app.include_router(me.router)  # before citizens: its /v1/me/activity supersedes theirs
     app.include_router(citizens.router)
     app.include_router(officials.router)
     app.include_router(forums.router)
@@ -81,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(participation.router)
     app.include_router(district_plans.router)
     app.include_router(sortition.router)
+    app.include_router(open_data.router)
     app.include_router(auditors.router)
     if settings.dev_endpoints:
         app.include_router(dev.router)
