@@ -150,10 +150,11 @@ async def _rows(
         rows = open_data.sortition_draws(connection)
     elif name == "sortition_strata":
         rows = open_data.sortition_strata(connection)
-    else:  # budget_votes
-        recorded = _recorded_digests(ctx)
-        session = AsyncSession(bind=connection)
-        rows = open_data.budget_votes(session, recorded)
+    else:  # budget_votes: counted by `count_box`, on a session of the same connection
+        async with AsyncSession(bind=connection) as session:
+            async for row in open_data.budget_votes(session, _recorded_digests(ctx)):
+                yield row
+        return
     async for row in rows:
         yield row
 

@@ -1,14 +1,17 @@
 """`GET /v1/me/activity` on the real stack: a proposer's, a supporter's and a voter's cases with
 their whole timelines, never another person's, never a choice; officials see the cases they
-opened; pages."""
+opened; budget voters, objectors; pages."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from tests.conftest import Stack
-from tests.helpers import Api, expect, expect_problem
+from tests.helpers import Api, eventually, expect, expect_problem
+from tests.test_budget_cycle import advance_to, next_year, seoul, wait_phase
+from tests.test_budget_vote import walk_to_ballot
 from tests.test_forums import create_forum
 
 
@@ -134,3 +137,43 @@ async def test_an_official_sees_the_forum_they_opened(api: Api) -> None:
         (forum["id"], "forum", ["creator"])
     ]
     assert page["proposals"] == page["supported"] == page["voted"] == []
+
+
+async def test_a_budget_voter_an_objector_and_the_cycles_creator(api: Api) -> None:
+    admin = await api.official("admin")
+    year = await next_year(api)
+    expect(await api.post("/v1/budget-cycles", admin, {"year": year}), 201)
+    projects = await walk_to_ballot(api, year)
+    target = projects["A"]["id"]
+    await advance_to(api, seoul(year, 7, 1) + timedelta(seconds=1))
+    await wait_phase(api, year, "metro", "objections")
+    objector = await api.citizen()
+    objection = {"body": "the ramps cost too much"}
+    expect(await api.post(f"/v1/projects/{target}/objections", objector, objection), 201)
+    await advance_to(api, seoul(year, 8, 1) + timedelta(seconds=1))
+    await wait_phase(api, year, "metro", "vote")
+    voters = []
+    for choice in (["A"], ["B", "C"]):
+        voter = await api.citizen()
+        body = {"kind": "metro", "project_ids": [projects[n]["id"] for n in choice]}
+        expect(await api.post(f"/v1/budget-cycles/{year}/ballots", voter, body), 201)
+        voters.append(voter)
+
+    cycle_id = f"budget-cycle-{year}"
+    first, second = [await activity(api, v) for v in voters]
+    assert [(i["id"], i["kind"], i["relations"]) for i in first["items"]] == [
+        (cycle_id, "budget_cycle", ["voter"])
+    ]
+    assert first == second  # two ballots of other projects: the same page
+    assert first["items"][0]["timeline"], "the cycle's timeline"
+
+    async def objected() -> bool:  # the objection's signal is projected after the 201
+        page = await activity(api, objector)
+        [case] = page["items"]
+        return (case["id"], case["relations"]) == (target, ["objector"]) and any(
+            e["event"] == "objection_filed" for e in case["timeline"]
+        )
+
+    await eventually(objected)
+    created = await activity(api, admin)
+    assert [(i["id"], i["relations"]) for i in created["items"]] == [(cycle_id, ["creator"])]

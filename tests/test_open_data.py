@@ -8,11 +8,13 @@ import asyncio
 import csv
 import io
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from api.me import MAX_TIMELINE
 from models.ballot_box import budget_box_id, count_box, count_proposal_ballots
-from models.open_data import MASK
+from models.open_data import BATCH, MASK
+from models.tables import TimelineRow
 from tests.conftest import Stack
 from tests.helpers import Api, auth, expect, expect_problem
 from tests.test_budget_cycle import advance_to, next_year, seoul, wait_phase
@@ -255,8 +257,23 @@ def csv_cell(value: Any) -> str:
     return str(value)
 
 
-async def test_csv_and_json_of_every_dataset_agree(api: Api) -> None:
-    formula = await api.propose(await api.citizen(), title='=HYPERLINK("x") benches')
+async def test_csv_and_json_of_every_dataset_agree(api: Api, system: Stack) -> None:
+    proposer = await api.citizen()
+    formula = await api.propose(proposer, title='=HYPERLINK("x") benches')
+    # more rows than one batch of the cursor, so the stream spans batches
+    async with system.sessions() as session, session.begin():
+        for n in range(2 * BATCH + 7):
+            at = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(minutes=n)
+            row = TimelineRow(
+                case_id=formula["id"],
+                seq=100_000 + n,
+                at=at,
+                stage="bulk",
+                event="bulk",
+                actor_role="system",
+                note=f'note {n}, "quoted", with a\nnew line',
+            )
+            session.add(row)
     voting = await api.to_vote()
     expect(await api.vote(voting["id"], "yes"), 201)
     await api.advance(days=30, seconds=1)
@@ -269,7 +286,13 @@ async def test_csv_and_json_of_every_dataset_agree(api: Api) -> None:
         assert header == body["columns"]
         assert lines == [[csv_cell(item[c]) for c in header] for item in body["items"]]
         checked += len(lines)
-    assert checked > 10
+    assert checked > 2 * BATCH + 7
+    timelines = await json_rows(api, "timelines")
+    assert len([t for t in timelines if t["event"] == "bulk"]) == 2 * BATCH + 7
+    # the proposer's own page caps a timeline and says so
+    page = expect(await api.http.get("/v1/me/activity", headers=proposer), 200)
+    [case] = [i for i in page["items"] if i["id"] == formula["id"]]
+    assert len(case["timeline"]) == MAX_TIMELINE and case["timeline_truncated"] is True
     cases = {c["case_id"]: c for c in await json_rows(api, "cases")}
     assert cases[formula["id"]]["title"] == '=HYPERLINK("x") benches'
     assert "'=HYPERLINK" in (await api.http.get("/v1/open-data/cases.csv")).text
