@@ -6,8 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from sqlmodel import col, select
-from sqlmodel.sql.expression import Select
 
 from api import proposal_service as service
 from api.auth import CurrentPrincipal, require_eligible, require_role
@@ -20,8 +18,6 @@ from api.schemas import (
     BallotRequest,
     CommentCreate,
     CommentOut,
-    MyActivity,
-    MyProposal,
     Page,
     ProposalCreate,
     ProposalOut,
@@ -31,7 +27,6 @@ from api.schemas import (
 from models.ballot_box import BallotRefused, cast_proposal_ballot
 from models.case import Role
 from models.proposal import Status, Withdrawal
-from models.tables import BallotBox, BallotParticipation, Proposal, Support
 from workflows.proposal import ProposalWorkflow
 
 router = APIRouter(prefix="/v1", tags=["citizens"])
@@ -174,36 +169,4 @@ async def vote(
 
     return await run_once(
         ctx, principal, idempotency_key, f"POST ballots {proposal_id}", body, cast, secret=True
-    )
-
-
-@router.get("/me/activity", response_model=MyActivity)
-async def my_activity(session: Session, principal: CurrentPrincipal) -> MyActivity:
-    require_role(principal, Role.CITIZEN)
-    columns = (col(Proposal.id), col(Proposal.title), col(Proposal.status))
-
-    async def rows(query: Select[str, str, str]) -> list[MyProposal]:
-        result = await session.execute(query)
-        return [MyProposal(id=r.id, title=r.title, status=r.status) for r in result]
-
-    return MyActivity(
-        proposals=await rows(
-            select(*columns)
-            .where(col(Proposal.proposer_id) == principal.sub)
-            .order_by(col(Proposal.created_at))
-        ),
-        supported=await rows(
-            select(*columns)
-            .join(Support, col(Support.proposal_id) == col(Proposal.id))
-            .where(col(Support.person_id) == principal.sub)
-            .order_by(col(Proposal.created_at))
-        ),
-        voted=await rows(
-            select(*columns)
-            .join(BallotBox, col(BallotBox.case_id) == col(Proposal.id))
-            .join(BallotParticipation, col(BallotParticipation.box_id) == col(BallotBox.id))
-            .where(col(BallotBox.kind) == "proposal")
-            .where(col(BallotParticipation.person_id) == principal.sub)
-            .order_by(col(Proposal.created_at))
-        ),
     )

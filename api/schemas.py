@@ -266,12 +266,6 @@ class MyProposal(BaseModel):
     status: str
 
 
-class MyActivity(BaseModel):
-    proposals: list[MyProposal]
-    supported: list[MyProposal]
-    voted: list[MyProposal]
-
-
 # ---- auditors --------------------------------------------------------------------------------
 
 
