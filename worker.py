@@ -83,6 +83,7 @@ def activities(engine: AsyncEngine) -> list[Callable[..., Any]]:
         records.project_ask,
         ballots.close_and_tally,
         notices.enqueue,
+        notices.deliver,
         opinions.open_box,
         opinions.close_and_count,
         forums.record_forum,

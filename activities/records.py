@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.notices import Outbox, rows_for_entry
 from models.case import TimelineEntry
 from models.deliberation import AskState, ForumState, OpinionTally
 from models.deliberation_tables import Ask, Forum
@@ -74,6 +75,7 @@ class AskProjection:
 class CaseRecords:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._outbox = Outbox()
 
     async def _project(
         self,
@@ -84,9 +86,11 @@ class CaseRecords:
         also: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> None:
         """Write the entry and the row's columns in one transaction, with `also` (rows the
-        entry brings, written idempotently) in the same one."""
+        entry brings, written idempotently) in the same one; with them, the entry's outbox
+        rows (activities/notices.py), whose delivery starts once they are committed."""
         try:
-            await self._write(table, case_id, entry, values, also)
+            keys = await self._write(table, case_id, entry, values, also)
+            await self._outbox.start(keys)
         except Exception as exc:
             attempt = activity.info().attempt
             if attempt >= ALERT_FROM_ATTEMPT and (attempt - ALERT_FROM_ATTEMPT) % ALERT_EVERY == 0:
@@ -102,12 +106,13 @@ class CaseRecords:
             f"{attempt} times and is still being retried: {type(exc).__name__}: {exc}"
         )
         log.error("projection stuck: %s", message)
+        key = f"projection-stuck:{case_id}:{entry.seq}:{attempt}"
         try:
             async with self._sessions() as session, session.begin():
                 await session.execute(
                     insert(Notification)
                     .values(
-                        key=f"projection-stuck:{case_id}:{entry.seq}:{attempt}",
+                        key=key,
                         case_id=case_id,
                         recipient=OPERATIONS,
                         kind="projection_stuck",
@@ -117,8 +122,11 @@ class CaseRecords:
                     )
                     .on_conflict_do_nothing(constraint="uq_notifications_key_recipient")
                 )
+            await self._outbox.start([key])
         except Exception as outbox_exc:  # the database may be the very thing that is down
-            log.error("projection stuck: the outbox row could not be written: %s", outbox_exc)
+            log.error(
+                "projection stuck: the outbox row could not be written or sent: %s", outbox_exc
+            )
 
     async def _write(
         self,
@@ -127,7 +135,7 @@ class CaseRecords:
         entry: TimelineEntry,
         values: dict[str, Any],
         also: Callable[[AsyncSession], Awaitable[None]] | None,
-    ) -> None:
+    ) -> list[str]:
         async with self._sessions() as session, session.begin():
             if also is not None:
                 await also(session)
@@ -154,6 +162,9 @@ class CaseRecords:
             if result.rowcount == 0 and await session.get(table, case_id) is None:  # type: ignore[attr-defined]
                 # The API commits the row right after starting the workflow: retry.
                 raise ApplicationError(f"case {case_id} is not recorded yet")
+            name = str(table.__tablename__)
+            notices = await rows_for_entry(session, name, case_id, entry, values)
+            return await self._outbox.write(session, notices, only_reachable=True)
 
     @activity.defn(name="project_proposal")
     async def project_proposal(self, projection: Projection) -> None:

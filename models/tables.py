@@ -87,7 +87,14 @@ class TimelineRow(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """The notification outbox: delivery channels (SMS, e-mail) read from here later."""
+    """The notification outbox: one row per (key, recipient), delivered through the channels
+    of activities/channels.py by the delivery workflow (activities/notices.py).
+
+    A group recipient (`supporters:<proposal>`, `voters:<box>`, `participants:<case>`) is
+    expanded at delivery into rows of its members with the same key, marked `expanded_from`;
+    its own row is then `expanded`. Delivery state (migration 0018): `status` is pending,
+    delivered, failed, no_contact or expanded; `attempts`, `last_error` and `channel` say how
+    it went. No row ever holds a ballot choice (design.md, principle 7)."""
 
     __tablename__ = "notifications"
 
@@ -100,6 +107,11 @@ class Notification(SQLModel, table=True):
     due_at: datetime | None = _tz(nullable=True)
     created_at: datetime = _tz(nullable=False)
     delivered_at: datetime | None = _tz(nullable=True)
+    status: str = Field(default="pending", sa_column_kwargs={"server_default": "pending"})
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    channel: str | None = None
+    expanded_from: str | None = None
 
     __table_args__ = (UniqueConstraint("key", "recipient", name="uq_notifications_key_recipient"),)
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from workflows.ask import AskWorkflow
 from workflows.budget import BudgetCycleWorkflow
+from workflows.delivery import NotificationDelivery
 from workflows.district_plan import DistrictPlanWorkflow
 from workflows.forum import ForumWorkflow
 from workflows.project import ProjectWorkflow
@@ -22,4 +23,5 @@ WORKFLOWS: Sequence[type] = (
     BudgetCycleWorkflow,
     ProjectWorkflow,
     DistrictPlanWorkflow,
+    NotificationDelivery,
 )
