@@ -22,6 +22,7 @@ from api import (
     errors,
     forums,
     me,
+    notifications,
     officials,
     open_data,
     openapi,
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(participation.router)
     app.include_router(district_plans.router)
     app.include_router(sortition.router)
+    app.include_router(notifications.router)
     app.include_router(open_data.router)
     app.include_router(auditors.router)
     if settings.dev_endpoints:
