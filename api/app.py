@@ -17,6 +17,7 @@ from api import (
     ballot_batches,
     budget,
     citizens,
+    codec,
     dev,
     district_plans,
     errors,
@@ -74,7 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=[Depends(errors.reject_unwritable_parameters)],
     )
     errors.install(app)
-    app.include_router(me.router)  # before citizens: its /v1/me/activity supersedes theirs
+    app.include_router(me.router)
     app.include_router(citizens.router)
     app.include_router(officials.router)
     app.include_router(forums.router)
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(open_data.router)
     app.include_router(auditors.router)
+    app.include_router(codec.router)
     if settings.dev_endpoints:
         app.include_router(dev.router)
 

@@ -106,7 +106,17 @@ POST /v1/proposals/{proposal_id}/agenda/decision       401  403  403  -    403  
 # api.md says "caseworker / committee"; the code also gives the operations team (admin) its
 # inbox of unassigned and overdue cases: recorded here as allowed.
 GET  /v1/inbox                                         401  403  403  -    ok   ok   ok   403  ok
-GET  /v1/me/activity                                   401  ok   ok   -    403  403  403  403  403
+# any signed-in person: their own cases (an official's: those they opened or answered)
+GET  /v1/me/activity                                   401  ok   ok   -    ok   ok   ok   ok   ok
+# notification contacts: a citizen's own (public officials too: this is no participation);
+# a department's signed webhook, set by the operations team
+GET  /v1/me/contact                                    401  ok   ok   -    403  403  403  403  403
+PUT  /v1/me/contact                                    401  ok   ok   -    403  403  403  403  403
+GET  /v1/admin/departments/{dept}/contact              401  403  403  -    403  403  403  403  ok
+PUT  /v1/admin/departments/{dept}/contact              401  403  403  -    403  403  403  403  ok
+# open data: public, no personal data, no counts before a close
+GET  /v1/open-data                                     ok   ok   ok   -    ok   ok   ok   ok   ok
+GET  /v1/open-data/{dataset}                           ok   ok   ok   -    ok   ok   ok   ok   ok
 # ---- forums ------------------------------------------------------------------------------------
 POST /v1/forums                                        401  403  403  -    403  403  403  403  ok
 GET  /v1/forums                                        ok   ok   ok   -    ok   ok   ok   ok   ok
@@ -212,6 +222,12 @@ GET  /v1/audit/cases                                   401  403  403  -    403  
 POST /v1/audit/replay                                  401  403  403  -    403  403  403  ok   ok
 GET  /v1/audit/cases/{workflow_id}/transitions         401  403  403  -    403  403  403  ok   ok
 GET  /v1/audit/log                                     401  403  403  -    403  403  403  ok   ok
+# the payload codec for the Temporal UI / CLI (a CORS preflight needs no token: 400 for an
+# origin not in MINJU_CODEC_CORS_ORIGINS, which the matrix's stack leaves empty)
+POST /v1/codec/decode                                  401  403  403  -    403  403  403  ok   ok
+POST /v1/codec/encode                                  401  403  403  -    403  403  403  ok   ok
+OPTIONS /v1/codec/decode                               any  any  any  -    any  any  any  any  any
+OPTIONS /v1/codec/encode                               any  any  any  -    any  any  any  any  any
 # design.md principle 7: "Nobody, auditors and admins included, sees counts before the close."
 GET  /v1/audit/ballots/{ballot_id}/recount [vote-open] 401  403  403  -    403  403  403  409  409
 """
@@ -589,6 +605,13 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     await m.check("GET /v1/audit/ballots/{ballot_id}/recount [vote-open]", ballot_id=pid)
     await m.check("GET /v1/inbox")
     await m.check("GET /v1/me/activity")
+    contact = {"email": "matrix@example.org", "channels": ["email"]}
+    await m.check("PUT /v1/me/contact", body=contact)
+    await m.check("GET /v1/me/contact")
+    await m.check("PUT /v1/admin/departments/{dept}/contact", body=contact, dept="parks")
+    await m.check("GET /v1/admin/departments/{dept}/contact", dept="parks")
+    await m.check("GET /v1/open-data")
+    await m.check("GET /v1/open-data/{dataset}", dataset="cases.csv")
 
     await m.check("GET /v1/proposals/{proposal_id}/agenda", proposal_id=linked["id"])
     await m.check(
@@ -670,6 +693,11 @@ async def walk(api: Api, system: Stack, m: Matrix) -> None:
     await m.check("GET /v1/audit/cases", query={"kind": "forum"})
     await m.check("POST /v1/audit/replay", query={"kind": "ask"})
     await m.check("GET /v1/audit/log")
+    plain = {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "MQ=="}]}
+    await m.check("POST /v1/codec/decode", body=plain)
+    await m.check("POST /v1/codec/encode", body=plain)
+    await m.check("OPTIONS /v1/codec/decode")
+    await m.check("OPTIONS /v1/codec/encode")
 
     opens_at = datetime.fromisoformat(await api.now()) + timedelta(days=15)
     ask_body = {

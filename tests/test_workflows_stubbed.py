@@ -227,6 +227,7 @@ async def test_every_activity_the_worker_registers_has_a_stub_of_the_same_signat
         "close_and_count_opinions",
         "close_and_tally",
         "close_budget_ballot",
+        "deliver_notifications",
         "enqueue_notice",
         "open_budget_ballot",
         "open_opinion_box",

@@ -36,6 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.forums import ForumOpening
+from activities.notices import DeliveryBatch, DeliveryReport
 from activities.records import AskProjection, ForumProjection
 from models.ballot_box import BoxTally
 from models.budget import BallotCandidate, BallotRef, BudgetCycleProjection
@@ -133,6 +134,7 @@ class StubActivities:
             self.project_ask,
             self.close_and_tally,
             self.enqueue,
+            self.deliver,
             self.open_box,
             self.close_and_count,
             self.record_forum,
@@ -224,6 +226,12 @@ class StubActivities:
         self.attempts.append(("enqueue_notice", notice))
         if notice.key not in {n.key for n in self.notices}:
             self.notices.append(notice)
+
+    @activity.defn(name="deliver_notifications")
+    async def deliver(self, batch: DeliveryBatch) -> DeliveryReport:
+        """Nothing is delivered: the workflows never wait for a delivery."""
+        self.attempts.append(("deliver_notifications", batch))
+        return DeliveryReport(delivered=0, failed=0, no_contact=0, retrying=0)
 
     @activity.defn(name="open_opinion_box")
     async def open_box(self, case_id: str) -> None:
