@@ -39,6 +39,7 @@ RECORDED_PATHS = {
     "project_deliberative_resized",
     "budget_cycle_metro_voted",
     "budget_cycle_deliberative_voted",
+    "notification_delivery_retried",
 }
 
 

@@ -12,6 +12,7 @@ import email.policy
 import hashlib
 import hmac
 import json
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from minju import stack
-from tests.conftest import Stack, running_stack
+from tests.conftest import HISTORIES, Stack, running_stack
 from tests.helpers import Api, eventually, expect, expect_problem
 
 SECRET = "test-only-webhook-secret-0123456789"
@@ -230,6 +231,10 @@ async def test_proposer_email_and_a_signed_webhook_retried_after_a_500(
     )
     assert (row["status"], row["attempts"], row["channel"]) == ("delivered", 2, "webhook")
     assert row["delivered_at"] is not None
+    if os.environ.get("MINJU_RECORD_HISTORIES") == "1":  # replayed by test_audit_and_replay
+        delivery = n.system.temporal.get_workflow_handle(f"notify-{bodies[0]['key']}")
+        history = await delivery.fetch_history()
+        (HISTORIES / "notification_delivery_retried.json").write_text(history.to_json())
 
     async def assignment_mailed() -> bool:
         return any("assigned to a department" in m for m in n.inbox.to("proposer@example.org"))
