@@ -173,7 +173,6 @@ async def recorded_tallies(
 #: Events that wake a workflow task, and what each says about its cause.
 _WAKERS = {
     EventType.EVENT_TYPE_TIMER_FIRED: "timer",
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: "update",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED: "update",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: "signal",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: "start",
@@ -187,7 +186,8 @@ _RANK = ("update", "signal", "start", "child", "timer")
 async def transitions(history: WorkflowHistory, converter: DataConverter) -> list[TransitionOut]:
     """Every transition the history recorded (the inputs of its projection activities), with
     what triggered it. An activity's completion passes on the cause of the task that scheduled
-    it, so a count that follows a timer is the timer's doing."""
+    it, so a count that follows a timer is the timer's doing. A task woken by nothing the
+    history shows, and running no update, is `other`."""
     cause_of_activity: dict[int, str] = {}
     pending: set[str] = set()
     cause = "start"
@@ -200,9 +200,12 @@ async def transitions(history: WorkflowHistory, converter: DataConverter) -> lis
             scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
             pending.add(cause_of_activity.get(scheduled, "timer"))
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-            if pending:
-                cause = next(c for c in _RANK if c in pending)
+            cause = next((c for c in _RANK if c in pending), "other")
             pending = set()
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            # Recorded after the task that ran the update completed, before its commands: an
+            # update's admission leaves no event before the task, so the task is the update's.
+            cause = "update"
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             cause_of_activity[event.event_id] = cause
             attrs = event.activity_task_scheduled_event_attributes
