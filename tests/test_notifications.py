@@ -313,7 +313,15 @@ async def test_an_sms_through_the_gateway(notified: Notified) -> None:
     proposal = await n.api.to_review(proposer)
 
     async def texted() -> bool:
-        return any(json.loads(r["body"])["to"] == "+821012345678" for r in n.receiver.on("/sms"))
+        """The gateway has the text and the outbox has recorded it (the row is updated after
+        the gateway answers: the test must not read it in between)."""
+        sent = any(json.loads(r["body"])["to"] == "+821012345678" for r in n.receiver.on("/sms"))
+        return sent and bool(
+            await n.rows(
+                "SELECT 1 FROM notifications WHERE case_id = :pid AND status = 'delivered'",
+                pid=proposal["id"],
+            )
+        )
 
     await within(texted)
     [call] = [r for r in n.receiver.on("/sms") if json.loads(r["body"])["to"] == "+821012345678"]
