@@ -1,6 +1,6 @@
 """Auditors: list the cases of every kind, export any case's history, replay one case or every
 case of a kind against this code, recount any ballot box against the tally its history
-recorded, and list the transitions timers made. Auditor (or admin) only; every call is itself
+recorded, and list the transitions timers made. Auditors only; every call is itself
 recorded in the audit log (`GET /v1/audit/log`). The logic is in `api.audit_service`."""
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ async def replay_histories(
 
 
 def _require_auditor(principal: Principal) -> None:
-    require_role(principal, Role.AUDITOR, Role.ADMIN)
+    require_role(principal, Role.AUDITOR)
 
 
 async def _history(ctx: AppContext, workflow_id: str) -> WorkflowHistory:

@@ -214,14 +214,14 @@ POST /v1/projects/{project_id}/execution-reports       401  403  403  -    any  
 POST /v1/projects/{project_id}/executing-department    401  403  403  -    403  403  403  403  any
 POST /v1/projects/{project_id}/execution-council       401  403  403  -    403  403  403  403  any
 POST /v1/projects/{project_id}/evaluation              401  403  403  -    403  403  403  403  any
-# ---- auditors (the code also lets admin in) ----------------------------------------------------
-GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   ok
-POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   ok
-GET  /v1/audit/ballots/{ballot_id}/recount             401  403  403  -    403  403  403  ok   ok
-GET  /v1/audit/cases                                   401  403  403  -    403  403  403  ok   ok
-POST /v1/audit/replay                                  401  403  403  -    403  403  403  ok   ok
-GET  /v1/audit/cases/{workflow_id}/transitions         401  403  403  -    403  403  403  ok   ok
-GET  /v1/audit/log                                     401  403  403  -    403  403  403  ok   ok
+# ---- auditors (auditors only: the operations team audits nothing, issue 10) ------------------
+GET  /v1/audit/cases/{workflow_id}/history             401  403  403  -    403  403  403  ok   403
+POST /v1/audit/cases/{workflow_id}/replay              401  403  403  -    403  403  403  ok   403
+GET  /v1/audit/ballots/{ballot_id}/recount             401  403  403  -    403  403  403  ok   403
+GET  /v1/audit/cases                                   401  403  403  -    403  403  403  ok   403
+POST /v1/audit/replay                                  401  403  403  -    403  403  403  ok   403
+GET  /v1/audit/cases/{workflow_id}/transitions         401  403  403  -    403  403  403  ok   403
+GET  /v1/audit/log                                     401  403  403  -    403  403  403  ok   403
 # the payload codec for the Temporal UI / CLI (a CORS preflight needs no token: 400 for an
 # origin not in MINJU_CODEC_CORS_ORIGINS, which the matrix's stack leaves empty)
 POST /v1/codec/decode                                  401  403  403  -    403  403  403  ok   ok
@@ -229,7 +229,8 @@ POST /v1/codec/encode                                  401  403  403  -    403  
 OPTIONS /v1/codec/decode                               any  any  any  -    any  any  any  any  any
 OPTIONS /v1/codec/encode                               any  any  any  -    any  any  any  any  any
 # design.md principle 7: "Nobody, auditors and admins included, sees counts before the close."
-GET  /v1/audit/ballots/{ballot_id}/recount [vote-open] 401  403  403  -    403  403  403  409  409
+# (an admin is refused as no auditor first)
+GET  /v1/audit/ballots/{ballot_id}/recount [vote-open] 401  403  403  -    403  403  403  409  403
 """
 # fmt: on
 

@@ -336,13 +336,14 @@ async def test_nobody_sees_counts_before_the_close(api: Api, system: Stack) -> N
     pid = voting["id"]
     for choice in ("yes", "yes", "no"):
         expect(await api.vote(pid, choice), 201)
-    for role in ("auditor", "admin"):
+    for role, status in (("auditor", 409), ("admin", 403)):  # an admin audits nothing
         who = await api.official(role)
         refused = expect_problem(
-            await system.http.get(f"/v1/audit/ballots/{pid}/recount", headers=who), 409
+            await system.http.get(f"/v1/audit/ballots/{pid}/recount", headers=who), status
         )
-        assert "not closed" in refused["detail"]
         assert not any(key in refused for key in ("yes", "no", "turnout"))
+        if status == 409:
+            assert "not closed" in refused["detail"]
     public = await api.get(pid)
     assert public["vote"]["yes"] is None and public["vote"]["turnout"] is None
     await api.advance(days=30, seconds=1)
