@@ -61,7 +61,7 @@ class BudgetBodyMember(SQLModel, table=True):
 
     year: int = Field(primary_key=True)
     body: str = Field(primary_key=True)
-    person_id: str = Field(primary_key=True)
+    person_id: str = Field(primary_key=True, index=True)
     origin: str
 
 
@@ -72,6 +72,6 @@ class ProjectOpinion(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     project_id: str = Field(index=True)
-    author_id: str
+    author_id: str = Field(index=True)
     body: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = _tz(nullable=False)

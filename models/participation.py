@@ -141,6 +141,6 @@ class ParticipationAnswer(SQLModel, table=True):
     record_id: str = Field(foreign_key="budget_participation.id", index=True)
     department: str
     #: Never shown in public.
-    author_id: str
+    author_id: str = Field(index=True)
     body: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = _tz(nullable=False)

@@ -68,6 +68,6 @@ class ProjectObjection(SQLModel, table=True):
     id: str = Field(primary_key=True)
     project_id: str = Field(index=True, foreign_key="budget_projects.id")
     #: Never shown in public.
-    author_id: str
+    author_id: str = Field(index=True)
     body: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = _tz(nullable=False)

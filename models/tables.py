@@ -67,7 +67,7 @@ class Comment(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     proposal_id: str = Field(foreign_key="proposals.id", index=True)
-    author_id: str
+    author_id: str = Field(index=True)
     body: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = _tz(nullable=False)
 
